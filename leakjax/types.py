@@ -14,15 +14,15 @@ Array = jax.Array
 
 
 class ConfigError(ValueError):
-  """Bad user input: the message is one line that names the offending setting.
+    """Bad user input: the message is one line that names the offending setting.
 
-  The CLI prints it on stderr and exits with status 2 before any work starts.
-  """
+    The CLI prints it on stderr and exits with status 2 before any work starts.
+    """
 
 
 class DataError(ConfigError):
-  """A data set could not be found or read (names the data set / path / missing extra)."""
+    """A data set could not be found or read (names the data set / path / missing extra)."""
 
 
 class NumericalError(FloatingPointError):
-  """NaN or Inf detected in an attack or a training run (names where and when)."""
+    """NaN or Inf detected in an attack or a training run (names where and when)."""
