@@ -1,0 +1,216 @@
+"""FedAvg local training: the one implementation of a client's update.
+
+A client runs `epochs` passes over its local data in minibatches of `batch_size`
+(reshuffled every epoch, the last partial batch kept, as torch's DataLoader does),
+with SGD + momentum + weight decay (torch semantics: d = g + wd * p;
+buf = momentum * buf + d; p -= lr * buf). The whole loop is one `jax.lax.scan`,
+so it is pure, `vmap`-able over clients and differentiable with respect to the
+input images and (soft) labels: attacks such as Inverting Gradients (fedavg mode)
+and DLF call this same function on dummy data and differentiate through it.
+
+Padding: local data sets are padded to a common length ``n_max``; ``mask`` says
+which rows are real. The scan always runs ``epochs * ceil(n_max / batch_size)``
+steps; batches with no real row are skipped (parameters, momentum and BatchNorm
+statistics unchanged), so a client with n samples takes exactly
+``epochs * ceil(n / batch_size)`` SGD steps whatever the padding.
+
+FedAvg: McMahan et al., "Communication-Efficient Learning of Deep Networks from
+Decentralized Data", https://arxiv.org/abs/1602.05629.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from leakjax.types import Array, PRNGKey, Variables
+
+# apply(variables, x, train, mask) -> (logits, variables')  (leakjax.models.Model.apply)
+ApplyFn = Callable[..., tuple[Array, Variables]]
+
+
+@struct.dataclass
+class ClientHParams:
+    """What a client's local training is configured with (the server knows all of it).
+
+    ``lr``, ``momentum`` and ``weight_decay`` are traced (sweepable, vmappable);
+    ``epochs`` and ``batch_size`` fix the shape of the computation and are static.
+    """
+
+    lr: Any = 0.1
+    momentum: Any = 0.0
+    weight_decay: Any = 0.0
+    epochs: int = struct.field(pytree_node=False, default=1)
+    batch_size: int = struct.field(pytree_node=False, default=10)
+
+
+def cross_entropy(logits: Array, y: Array, mask: Array | None = None) -> Array:
+    """Mean cross-entropy over the rows where ``mask`` is set.
+
+    Args:
+      logits: [B, C].
+      y: int labels [B], or label distributions [B, C] (soft labels; rows sum to 1).
+      mask: [B] bool/float, or None for all rows.
+
+    Returns:
+      scalar: sum(mask * ce) / max(sum(mask), 1).
+    """
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    if jnp.issubdtype(y.dtype, jnp.integer):
+        ce = -jnp.take_along_axis(logp, y[:, None], axis=-1)[:, 0]
+    else:
+        ce = -jnp.sum(y * logp, axis=-1)
+    if mask is None:
+        return jnp.mean(ce)
+    m = mask.astype(ce.dtype)
+    return jnp.sum(ce * m) / jnp.maximum(jnp.sum(m), 1.0)
+
+
+def loss_and_state(
+    apply: ApplyFn, params, variables: Variables, x: Array, y: Array, mask, train: bool
+) -> tuple[Array, Variables]:
+    """Cross-entropy of the model at ``params`` (other collections from ``variables``)."""
+    v = dict(variables)
+    v["params"] = params
+    logits, new_v = apply(v, x, train=train, mask=mask)
+    return cross_entropy(logits, y, mask), new_v
+
+
+def gradient(
+    apply: ApplyFn, variables: Variables, x: Array, y: Array, mask=None, *, train: bool = False
+):
+    """Gradient of the mean cross-entropy w.r.t. the parameters (what 'gradient' mode shares).
+
+    Differentiable w.r.t. ``x`` and soft ``y``. ``train=False`` evaluates BatchNorm with its
+    running statistics (as the reference's gradient attacks, which call model.eval()).
+    """
+    g, _ = jax.grad(loss_and_state, argnums=1, has_aux=True)(
+        apply, variables["params"], variables, x, y, mask, train
+    )
+    return g
+
+
+def _sgd(hp: ClientHParams) -> optax.GradientTransformation:
+    # torch.optim.SGD(lr, momentum, weight_decay), dampening 0, no Nesterov.
+    return optax.chain(
+        optax.add_decayed_weights(hp.weight_decay),
+        optax.trace(decay=hp.momentum),
+        optax.scale(-hp.lr),
+    )
+
+
+def batch_schedule(
+    mask: Array, key: PRNGKey | None, epochs: int, batch_size: int
+) -> tuple[Array, Array]:
+    """Indices and validity masks of every minibatch of the local training.
+
+    Args:
+      mask: [n_max] validity of the rows.
+      key: PRNG key for the per-epoch shuffle, or None for a fixed order
+        (real rows in their stored order, every epoch).
+      epochs, batch_size: static.
+
+    Returns:
+      (idx [epochs * S, batch_size] int32, valid [epochs * S, batch_size] bool) with
+      S = ceil(n_max / batch_size).
+    """
+    n_max = mask.shape[0]
+    steps = math.ceil(n_max / batch_size)
+    pad = steps * batch_size - n_max
+    n = jnp.sum(mask.astype(jnp.int32))
+    invalid = jnp.logical_not(mask.astype(bool))
+
+    def one_epoch(k):
+        if k is None:
+            order = jnp.argsort(invalid, stable=True)
+        else:
+            # real rows first, in a random order; padding rows last.
+            r = jax.random.uniform(k, (n_max,))
+            order = jnp.lexsort((r, invalid))
+        order = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)])
+        valid = jnp.arange(steps * batch_size) < n
+        return order.reshape(steps, batch_size), valid.reshape(steps, batch_size)
+
+    if key is None:
+        idx, valid = one_epoch(None)
+        idx = jnp.tile(idx, (epochs, 1))
+        valid = jnp.tile(valid, (epochs, 1))
+    else:
+        idx, valid = jax.vmap(one_epoch)(jax.random.split(key, epochs))
+        idx = idx.reshape(epochs * steps, batch_size)
+        valid = valid.reshape(epochs * steps, batch_size)
+    return idx.astype(jnp.int32), valid
+
+
+def client_update(
+    apply: ApplyFn,
+    variables: Variables,
+    x: Array,
+    y: Array,
+    mask: Array | None,
+    key: PRNGKey | None,
+    hp: ClientHParams,
+    *,
+    remat: bool = False,
+    return_loss: bool = False,
+):
+    """A FedAvg client's local training: ``epochs`` x ``ceil(n_max / batch_size)`` SGD steps.
+
+    Args:
+      apply: ``Model.apply(variables, x, train, mask) -> (logits, variables')``.
+      variables: the received global variables ({'params', optionally 'batch_stats'}).
+      x: [n_max, H, W, C] normalized local images (float; may be dummies being optimized).
+      y: [n_max] int labels or [n_max, C] soft labels.
+      mask: [n_max] validity of rows (None: all rows valid).
+      key: shuffle key (None: fixed order, e.g. for an attacker's simulation).
+      hp: ClientHParams.
+      remat: rematerialize each step's forward pass in the backward pass
+        (``jax.checkpoint``): memory O(1) in the number of steps when differentiated
+        through, at about one extra forward per step.
+      return_loss: also return the mean training loss over the steps taken.
+
+    Returns:
+      the client's variables after training (and the mean loss if ``return_loss``).
+    """
+    n_max = x.shape[0]
+    if mask is None:
+        mask = jnp.ones((n_max,), bool)
+    idx, valid = batch_schedule(mask, key, hp.epochs, hp.batch_size)
+    opt = _sgd(hp)
+    params = variables["params"]
+    carry0 = (params, opt.init(params), variables)
+
+    def step(carry, batch):
+        params, opt_state, v = carry
+        bidx, bvalid = batch
+        xb = jnp.take(x, bidx, axis=0)
+        yb = jnp.take(y, bidx, axis=0)
+        (loss, new_v), g = jax.value_and_grad(loss_and_state, argnums=1, has_aux=True)(
+            apply, params, v, xb, yb, bvalid, True
+        )
+        updates, new_opt_state = opt.update(g, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        active = jnp.any(bvalid)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(active, a, b), new, old)
+        new_carry = (keep(new_params, params), keep(new_opt_state, opt_state), keep(new_v, v))
+        return new_carry, (loss * active, active)
+
+    if remat:
+        step = jax.checkpoint(step)
+    (params, _, v), (losses, actives) = jax.lax.scan(step, carry0, (idx, valid))
+    out = dict(v)
+    out["params"] = params
+    if return_loss:
+        return out, jnp.sum(losses) / jnp.maximum(jnp.sum(actives), 1)
+    return out
+
+
+def param_delta(before: Variables, after: Variables):
+    """``before['params'] - after['params']``: what a FedAvg client's update reveals."""
+    return jax.tree.map(jnp.subtract, before["params"], after["params"])

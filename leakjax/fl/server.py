@@ -1,0 +1,327 @@
+"""FedAvg server: client sampling, vmapped local training, weighted aggregation, evaluation.
+
+One round: the server samples ``round(K * client_fraction)`` clients, each trains
+locally with `leakjax.fl.client.client_update` (vmapped over a chunk of clients,
+chunks scanned so memory stays bounded for 100s of clients), and the new global
+model is the average of the clients' variables weighted by their sample counts
+(BatchNorm statistics included, as the reference averages the whole state dict).
+At the attacked rounds the server keeps, for the attacked clients, exactly what it
+sees: an `Observation`.
+
+The client axis can be split across devices: pass a 1-D `jax.sharding.Mesh` with
+axis name ``'clients'`` (see `leakjax.fl.sharding`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from leakjax.fl.client import ClientHParams, client_update, param_delta
+from leakjax.observation import GroundTruth, Observation, to_host
+from leakjax.progress import Progress
+from leakjax.types import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class FLSettings:
+    """FedAvg settings (REFERENCE.md §4; the paper's section IV)."""
+
+    rounds: int = 10
+    client_fraction: float = 1.0
+    epochs: int = 1
+    batch_size: int = 10
+    lr: float = 0.1
+    lr_decay: float = 0.95
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    client_chunk: int = 10  # clients trained at once (vmap); chunks are scanned
+    eval_batch: int = 500
+
+    def hparams(self, round_idx: int) -> ClientHParams:
+        """The local-training hyperparameters of round ``round_idx`` (lr decayed per round)."""
+        return ClientHParams(
+            lr=float(self.lr * self.lr_decay**round_idx),
+            momentum=float(self.momentum),
+            weight_decay=float(self.weight_decay),
+            epochs=int(self.epochs),
+            batch_size=int(self.batch_size),
+        )
+
+    def num_selected(self, num_clients: int) -> int:
+        return max(1, int(round(num_clients * self.client_fraction)))
+
+
+@dataclasses.dataclass
+class SimResult:
+    variables: Any  # final global variables
+    history: dict  # lists per evaluation point (round 0 = initial model)
+    observations: list  # [Observation] at the attacked rounds/clients
+    truths: list  # [GroundTruth], aligned with observations
+
+
+def _normalize(x_u8, mean, std):
+    return (x_u8.astype(jnp.float32) / 255.0 - mean) / std
+
+
+def weighted_average(stacked, weights):
+    """sum_k w_k * tree_k for a tree with a leading client axis; ``weights`` sum to 1."""
+    return jax.tree.map(lambda a: jnp.tensordot(weights.astype(a.dtype), a, axes=1), stacked)
+
+
+def make_train_round(model, settings: FLSettings, mean, std, mesh=None):
+    """Build the jitted function that runs one FedAvg round on a chunked client batch.
+
+    Returns ``train_round(global_vars, x, y, n, keys, lr, att_idx)`` where x is uint8
+    [chunks, chunk, n_max, H, W, C], y [chunks, chunk, n_max], n [chunks, chunk]
+    (n = 0 marks a padding client), keys [chunks, chunk] and att_idx [a] are flat
+    indices of the clients to return. It returns (new_global, attacked_variables
+    [a, ...], mean_train_loss).
+    """
+    mean = jnp.asarray(mean, jnp.float32)
+    std = jnp.asarray(std, jnp.float32)
+    momentum, wd = float(settings.momentum), float(settings.weight_decay)
+    epochs, bs = int(settings.epochs), int(settings.batch_size)
+
+    def one_client(global_vars, x8, y, n, key, lr):
+        hp = ClientHParams(lr=lr, momentum=momentum, weight_decay=wd, epochs=epochs, batch_size=bs)
+        mask = jnp.arange(x8.shape[0]) < n
+        return client_update(
+            model.apply, global_vars, _normalize(x8, mean, std), y, mask, key, hp, return_loss=True
+        )
+
+    def train_round(global_vars, x, y, n, keys, lr, att_idx):
+        chunk = x.shape[1]
+        total = jnp.maximum(jnp.sum(n), 1).astype(jnp.float32)
+        zero = jax.tree.map(jnp.zeros_like, global_vars)
+        att0 = jax.tree.map(
+            lambda a: jnp.zeros((att_idx.shape[0],) + a.shape, a.dtype), global_vars
+        )
+
+        def body(carry, inp):
+            acc, att, loss_acc = carry
+            ci, xc, yc, nc, kc = inp
+            if mesh is not None:
+                spec = NamedSharding(mesh, P("clients"))
+                xc, yc, nc, kc = (
+                    jax.lax.with_sharding_constraint(a, spec) for a in (xc, yc, nc, kc)
+                )
+            vs, losses = jax.vmap(one_client, in_axes=(None, 0, 0, 0, 0, None))(
+                global_vars, xc, yc, nc, kc, lr
+            )
+            w = nc.astype(jnp.float32) / total
+            acc = jax.tree.map(jnp.add, acc, weighted_average(vs, w))
+            loss_acc = loss_acc + jnp.sum(w * losses)
+            in_chunk = (att_idx // chunk) == ci
+            pos = att_idx % chunk
+            att = jax.tree.map(
+                lambda a, v: jnp.where(in_chunk.reshape((-1,) + (1,) * (a.ndim - 1)), v[pos], a),
+                att,
+                vs,
+            )
+            return (acc, att, loss_acc), None
+
+        idx = jnp.arange(x.shape[0])
+        (acc, att, loss), _ = jax.lax.scan(body, (zero, att0, 0.0), (idx, x, y, n, keys))
+        return acc, att, loss
+
+    return jax.jit(train_round)
+
+
+def make_accuracy(model, mean, std, batch: int = 500):
+    """Jitted ``accuracy(variables, images_u8, labels, valid) -> (correct, count)``."""
+    mean = jnp.asarray(mean, jnp.float32)
+    std = jnp.asarray(std, jnp.float32)
+
+    @jax.jit
+    def counts(variables, images, labels, valid):
+        n = images.shape[0]
+        nb = math.ceil(n / batch)
+        pad = nb * batch - n
+        images = jnp.pad(images, ((0, pad),) + ((0, 0),) * (images.ndim - 1))
+        labels = jnp.pad(labels, (0, pad))
+        valid = jnp.pad(valid, (0, pad))
+
+        def one(args):
+            xb, yb, vb = args
+            logits, _ = model.apply(variables, _normalize(xb, mean, std), train=False)
+            return jnp.sum((jnp.argmax(logits, -1) == yb) & vb)
+
+        shape = lambda a: a.reshape((nb, batch) + a.shape[1:])
+        correct = jax.lax.map(one, (shape(images), shape(labels), shape(valid)))
+        return jnp.sum(correct), jnp.sum(valid)
+
+    return counts
+
+
+def _check(settings: FLSettings, num_clients: int, n: np.ndarray) -> None:
+    if settings.rounds < 1:
+        raise ConfigError(f"fl.rounds must be >= 1, got {settings.rounds}")
+    if not 0 < settings.client_fraction <= 1:
+        raise ConfigError(f"fl.client_fraction must be in (0, 1], got {settings.client_fraction}")
+    if settings.epochs < 1:
+        raise ConfigError(f"fl.local_epochs must be >= 1, got {settings.epochs}")
+    if settings.lr <= 0:
+        raise ConfigError(f"fl.lr must be > 0, got {settings.lr}")
+    if settings.batch_size < 1:
+        raise ConfigError(f"fl.batch_size must be >= 1, got {settings.batch_size}")
+    if settings.batch_size > int(n.min()):
+        raise ConfigError(
+            f"fl.batch_size={settings.batch_size} is larger than the smallest client's "
+            f"training data ({int(n.min())} samples)"
+        )
+
+
+def simulate(
+    model,
+    train,
+    local_test,
+    test_images: np.ndarray | None,
+    test_labels: np.ndarray | None,
+    mean,
+    std,
+    settings: FLSettings,
+    key,
+    *,
+    attack_rounds: Sequence[int] = (),
+    attack_clients: int | Sequence[int] = 1,
+    variables=None,
+    mesh=None,
+    progress: bool = True,
+    seed: int = 0,
+) -> SimResult:
+    """Run FedAvg and collect the server's observations at the attacked rounds.
+
+    Args:
+      model: a `leakjax.models.Model`.
+      train: `leakjax.data.ClientArrays` of the clients' local training data (uint8).
+      local_test: `ClientArrays` of the clients' local test splits (may have n = 0 rows).
+      test_images, test_labels: the data set's test split (uint8) or None.
+      mean, std: normalization constants [C].
+      settings: FLSettings.
+      key: PRNG key (model init, shuffles).
+      attack_rounds: rounds (0-based) at which the server records observations.
+      attack_clients: how many of the round's selected clients to observe (chosen at
+        random), or an explicit list of client ids (those not selected that round are
+        skipped).
+      variables: initial global variables (default: ``model.init``).
+      mesh: optional 1-D Mesh with axis 'clients' to split clients across devices.
+      progress: print one line per round.
+      seed: host-side seed for client sampling.
+
+    Returns:
+      SimResult.
+    """
+    num_clients = int(train.n.shape[0])
+    _check(settings, num_clients, np.asarray(train.n))
+    bad_rounds = [r for r in attack_rounds if not 0 <= r < settings.rounds]
+    if bad_rounds:
+        raise ConfigError(f"attack.rounds {bad_rounds} outside [0, fl.rounds={settings.rounds})")
+    m = settings.num_selected(num_clients)
+    if isinstance(attack_clients, int) and attack_clients > m:
+        raise ConfigError(
+            f"attack.clients={attack_clients} exceeds the {m} clients selected per round"
+        )
+
+    init_key, run_key = jax.random.split(key)
+    if variables is None:
+        variables = model.init(init_key)
+    rng = np.random.default_rng(seed)
+
+    ndev = 1 if mesh is None else mesh.devices.size
+    chunk = max(1, min(settings.client_chunk, m))
+    chunk = math.ceil(chunk / ndev) * ndev
+    num_chunks = math.ceil(m / chunk)
+    slots = num_chunks * chunk  # selected clients padded with n = 0 clients
+    train_round = make_train_round(model, settings, mean, std, mesh=mesh)
+    accuracy = make_accuracy(model, mean, std, settings.eval_batch)
+
+    x_all, y_all, n_all = np.asarray(train.x), np.asarray(train.y), np.asarray(train.n)
+    lt_valid = np.arange(local_test.x.shape[1])[None, :] < np.asarray(local_test.n)[:, None]
+    lt_x = np.asarray(local_test.x).reshape((-1,) + local_test.x.shape[2:])
+    lt_y = np.asarray(local_test.y).reshape(-1)
+    lt_valid = lt_valid.reshape(-1)
+
+    def evaluate(v):
+        out = {}
+        if lt_valid.any():
+            c, t = accuracy(v, lt_x, lt_y, lt_valid)
+            out["local_test_acc"] = float(c) / max(float(t), 1.0)
+        if test_images is not None:
+            c, t = accuracy(v, test_images, test_labels, np.ones(len(test_labels), bool))
+            out["test_acc"] = float(c) / max(float(t), 1.0)
+        return out
+
+    history = {"round": [0], "lr": [None], "train_loss": [None], "selected": [[]]}
+    for k, val in evaluate(variables).items():
+        history.setdefault(k, []).append(val)
+    observations, truths = [], []
+    prog = Progress("fedavg", settings.rounds, unit="round", enabled=progress)
+    attack_set = set(int(r) for r in attack_rounds)
+    for r in range(settings.rounds):
+        sel = np.sort(rng.choice(num_clients, size=m, replace=False))
+        pad = slots - m
+        sel_p = np.concatenate([sel, np.zeros(pad, sel.dtype)])
+        n_sel = np.concatenate([n_all[sel], np.zeros(pad, n_all.dtype)])
+        shape = lambda a: a.reshape((num_chunks, chunk) + a.shape[1:])
+        if r in attack_set:
+            if isinstance(attack_clients, int):
+                att_ids = np.sort(rng.choice(sel, size=attack_clients, replace=False))
+            else:
+                att_ids = np.array([c for c in attack_clients if c in set(sel.tolist())], int)
+        else:
+            att_ids = np.zeros((0,), int)
+        att_pos = np.searchsorted(sel, att_ids).astype(np.int32)
+        round_key = jax.random.fold_in(run_key, r)
+        keys = jax.vmap(lambda c: jax.random.fold_in(round_key, c))(jnp.asarray(sel_p))
+        hp = settings.hparams(r)
+        xs, ys, ns, ks = shape(x_all[sel_p]), shape(y_all[sel_p]), shape(n_sel), shape(keys)
+        if mesh is not None:
+            spec = NamedSharding(mesh, P(None, "clients"))
+            xs, ys, ns, ks = (jax.device_put(a, spec) for a in (xs, ys, ns, ks))
+        new_vars, att_vars, loss = train_round(
+            variables, xs, ys, ns, ks, jnp.float32(hp.lr), jnp.asarray(att_pos)
+        )
+        loss = float(loss)
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"FedAvg training loss is {loss} at round {r}")
+        before = to_host(variables)
+        for j, cid in enumerate(att_ids):
+            after = to_host(jax.tree.map(lambda a: a[j], att_vars))
+            nk = int(n_all[cid])
+            observations.append(
+                Observation(
+                    variables=before,
+                    update=to_host(param_delta(before, after)),
+                    variables_after=after,
+                    hp=hp,
+                    mode="fedavg",
+                    num_samples=nk,
+                    round=r,
+                    client_id=int(cid),
+                )
+            )
+            truths.append(
+                GroundTruth(
+                    images=np.asarray(_normalize(x_all[cid, :nk], mean, std)),
+                    labels=np.asarray(y_all[cid, :nk]),
+                )
+            )
+        variables = new_vars
+        ev = evaluate(variables)
+        history["round"].append(r + 1)
+        history["lr"].append(hp.lr)
+        history["train_loss"].append(loss)
+        history["selected"].append(sel.tolist())
+        for k, val in ev.items():
+            history.setdefault(k, []).append(val)
+        prog.update(r + 1, loss=loss, **{k: float(v) for k, v in ev.items()})
+    return SimResult(variables=variables, history=history, observations=observations, truths=truths)
