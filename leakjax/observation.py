@@ -31,7 +31,8 @@ class Observation:
         momentum, weight decay, epochs, batch size).
       mode: 'gradient' or 'fedavg'.
       num_samples: the client's number of local training samples (FedAvg's weight n_k).
-      round: FL round of the observation (-1 outside a simulation).
+      round: FL round of the observation (-1 outside a simulation); a leaf, so
+        observations of different rounds/clients stack into one trial batch.
       client_id: which client (-1 outside a simulation).
     """
 
@@ -41,8 +42,8 @@ class Observation:
     hp: ClientHParams = ClientHParams()
     mode: str = struct.field(pytree_node=False, default="gradient")
     num_samples: int = struct.field(pytree_node=False, default=1)
-    round: int = struct.field(pytree_node=False, default=-1)
-    client_id: int = struct.field(pytree_node=False, default=-1)
+    round: Any = -1
+    client_id: Any = -1
 
 
 @struct.dataclass
@@ -63,3 +64,57 @@ class GroundTruth:
 def to_host(tree):
     """Device arrays -> numpy (for saving and for passing between programs)."""
     return jax.tree.map(np.asarray, tree)
+
+
+def stack(observations):
+    """Stack observations (same model, mode, sample count) along a new leading trial axis."""
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *observations)
+
+
+def gradient_observation(model, variables, images, labels, *, train: bool = False) -> Observation:
+    """The server's view when a client shares one gradient of its batch (FedSGD / Figs 5-17).
+
+    Args:
+      model: a `leakjax.models.Model`.
+      variables: the model's variables.
+      images: normalized float [B, H, W, C]; labels: int [B].
+      train: BatchNorm in training mode (batch statistics) instead of running averages.
+    """
+    from leakjax.fl.client import gradient
+
+    images = jax.numpy.asarray(images)
+    labels = jax.numpy.asarray(labels)
+    g = jax.jit(lambda v, x, y: gradient(model.apply, v, x, y, None, train=train))(
+        variables, images, labels
+    )
+    n = int(images.shape[0])
+    hp = ClientHParams(lr=1.0, momentum=0.0, weight_decay=0.0, epochs=1, batch_size=n)
+    return Observation(
+        variables=to_host(variables), update=to_host(g), hp=hp, mode="gradient", num_samples=n
+    )
+
+
+def fedavg_observation(
+    model, variables, images, labels, hp: ClientHParams, key=None
+) -> Observation:
+    """The server's view of one client's FedAvg update on ``images`` (outside a simulation).
+
+    Runs `leakjax.fl.client_update` (shuffled with ``key``, or in order if None).
+    """
+    from leakjax.fl.client import client_update, param_delta
+
+    images = jax.numpy.asarray(images)
+    labels = jax.numpy.asarray(labels)
+    after = jax.jit(lambda v, x, y, k: client_update(model.apply, v, x, y, None, k, hp))(
+        variables, images, labels, key
+    )
+    before = to_host(variables)
+    after = to_host(after)
+    return Observation(
+        variables=before,
+        update=to_host(param_delta(before, after)),
+        variables_after=after,
+        hp=hp,
+        mode="fedavg",
+        num_samples=int(images.shape[0]),
+    )

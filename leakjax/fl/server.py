@@ -25,8 +25,8 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from leakjax import observation as obs_lib  # module import: observation imports fl.client
 from leakjax.fl.client import ClientHParams, client_update, param_delta
-from leakjax.observation import GroundTruth, Observation, to_host
 from leakjax.progress import Progress
 from leakjax.types import ConfigError
 
@@ -293,14 +293,14 @@ def simulate(
         loss = float(loss)
         if not np.isfinite(loss):
             raise FloatingPointError(f"FedAvg training loss is {loss} at round {r}")
-        before = to_host(variables)
+        before = obs_lib.to_host(variables)
         for j, cid in enumerate(att_ids):
-            after = to_host(jax.tree.map(lambda a: a[j], att_vars))
+            after = obs_lib.to_host(jax.tree.map(lambda a: a[j], att_vars))
             nk = int(n_all[cid])
             observations.append(
-                Observation(
+                obs_lib.Observation(
                     variables=before,
-                    update=to_host(param_delta(before, after)),
+                    update=obs_lib.to_host(param_delta(before, after)),
                     variables_after=after,
                     hp=hp,
                     mode="fedavg",
@@ -310,7 +310,7 @@ def simulate(
                 )
             )
             truths.append(
-                GroundTruth(
+                obs_lib.GroundTruth(
                     images=np.asarray(_normalize(x_all[cid, :nk], mean, std)),
                     labels=np.asarray(y_all[cid, :nk]),
                 )

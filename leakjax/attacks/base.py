@@ -1,0 +1,224 @@
+"""The attack interface and the one loop that runs every optimization attack.
+
+An attack is a factory ``make(observation, model, cfg, ...) -> Attack(init, step, result)``
+of pure functions (the optax ``GradientTransformation`` pattern): ``init(key) -> state``,
+``step(state, key) -> (state, {'loss': scalar, ...})``, ``result(state) ->
+Reconstruction``. `run` owns everything else: jit, `lax.scan` in chunks, `vmap` over
+restarts and over trials (independent observations), progress lines, NaN/Inf
+detection per restart, and best-restart selection. Attacks never write files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from leakjax.observation import GroundTruth, Observation, stack  # noqa: F401 (re-export)
+from leakjax.progress import Progress
+from leakjax.types import Array, PRNGKey
+
+
+class Reconstruction(NamedTuple):
+    """What an attack outputs: normalized NHWC images and (optionally) int labels."""
+
+    images: Array
+    labels: Array | None = None
+
+
+class Attack(NamedTuple):
+    """Pure functions of one attack on one observation."""
+
+    init: Callable[[PRNGKey], Any]
+    step: Callable[[Any, PRNGKey], tuple[Any, dict]]
+    result: Callable[[Any], Reconstruction]
+
+
+@dataclasses.dataclass
+class RunResult:
+    """The outcome of `run` (host numpy arrays; leading axis = trial).
+
+    Attributes:
+      reconstruction: the best restart's Reconstruction per trial: images [T, B, H, W, C].
+      restarts: every restart's Reconstruction: images [T, R, B, H, W, C].
+      losses: [T, R, steps] loss at every step (NaN after a restart failed).
+      final_loss: [T, R] last finite loss of each restart.
+      best: [T] index of the selected restart (lowest final loss among healthy ones).
+      failed: [T, R] whether the restart hit NaN/Inf; failed_step: [T, R] (-1 if not).
+      trial_failed: [T] all restarts of the trial failed.
+      steps, seconds (total wall time), compile_seconds (first chunk incl. compile).
+    """
+
+    reconstruction: Reconstruction
+    restarts: Reconstruction
+    losses: np.ndarray
+    final_loss: np.ndarray
+    best: np.ndarray
+    failed: np.ndarray
+    failed_step: np.ndarray
+    trial_failed: np.ndarray
+    steps: int
+    seconds: float
+    compile_seconds: float
+
+
+def _all_finite(tree) -> Array:
+    leaves = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree.leaves(tree)
+        if jnp.issubdtype(x.dtype, jnp.inexact)
+    ]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def run(
+    attack: Attack | Callable[[Any], Attack],
+    key: PRNGKey,
+    *,
+    steps: int,
+    restarts: int = 1,
+    trials: Any = None,
+    chunk: int = 100,
+    progress: bool = True,
+    name: str = "attack",
+    on_chunk: Callable[[int, Any], None] | None = None,
+) -> RunResult:
+    """Run an attack for ``steps`` steps, ``restarts`` restarts, over ``trials``.
+
+    Args:
+      attack: an `Attack`, or a factory ``f(trial) -> Attack`` when ``trials`` is given.
+      key: PRNG key; restart r of trial t uses ``fold_in(fold_in(key, t), r)``.
+      steps: optimization steps.
+      restarts: independent random initializations per trial (vmapped); the one with
+        the lowest final loss is kept.
+      trials: a pytree with a leading trial axis (e.g. `observation.stack` of several
+        observations, or target batches); each slice is passed to the factory inside
+        ``vmap``, so all trials run in one jitted program.
+      chunk: steps per jitted ``lax.scan`` call (progress is reported between chunks).
+      progress: print step, loss, steps/s and ETA after each chunk.
+      name: attack name for progress lines and error messages.
+      on_chunk: optional callback ``f(steps_done, states)`` after each chunk (checkpoints).
+
+    Returns:
+      RunResult.
+    """
+    if steps < 1:
+        raise ValueError(f"{name}: steps must be >= 1, got {steps}")
+    if trials is None:
+        factory = lambda _: attack  # noqa: E731
+        trials = jnp.zeros((1,))
+    else:
+        factory = attack
+    num_trials = jax.tree.leaves(trials)[0].shape[0]
+    chunk = max(1, min(chunk, steps))
+    num_chunks = math.ceil(steps / chunk)
+
+    keys = jax.vmap(
+        lambda t: jax.vmap(lambda r: jax.random.fold_in(jax.random.fold_in(key, t), r))(
+            jnp.arange(restarts)
+        )
+    )(jnp.arange(num_trials))
+
+    def init_trial(trial, ks):
+        return jax.vmap(factory(trial).init)(ks)
+
+    @jax.jit
+    def init_all(trials, keys):
+        return jax.vmap(init_trial)(trials, keys)
+
+    def step_trial(trial, st, ks, i):
+        a = factory(trial)
+        return jax.vmap(lambda s, k: a.step(s, jax.random.fold_in(k, i)))(st, ks)
+
+    def result_trial(trial, st):
+        return jax.vmap(factory(trial).result)(st)
+
+    @jax.jit
+    def run_chunk(states, trials, keys, alive, failed_step, last_loss, start):
+        def body(carry, i):
+            states, alive, failed_step, last_loss = carry
+            new, metrics = jax.vmap(step_trial, in_axes=(0, 0, 0, None))(trials, states, keys, i)
+            loss = metrics["loss"]
+            ok = alive & jnp.isfinite(loss) & (i < steps)
+            newly_bad = alive & ~jnp.isfinite(loss) & (i < steps)
+            failed_step = jnp.where(newly_bad, i, failed_step)
+            alive = alive & ~newly_bad
+
+            def keep(n, o):
+                m = ok.reshape(ok.shape + (1,) * (n.ndim - ok.ndim))
+                return jnp.where(m, n, o)
+
+            states = jax.tree.map(keep, new, states)
+            last_loss = jnp.where(ok, loss, last_loss)
+            return (states, alive, failed_step, last_loss), jnp.where(ok, loss, jnp.nan)
+
+        idx = start + jnp.arange(chunk)
+        (states, alive, failed_step, last_loss), losses = jax.lax.scan(
+            body, (states, alive, failed_step, last_loss), idx
+        )
+        # A state can go non-finite without its loss doing so yet: check the images.
+        rec = jax.vmap(result_trial)(trials, states)
+        img_ok = jax.vmap(jax.vmap(_all_finite))(rec.images)
+        newly_bad = alive & ~img_ok
+        failed_step = jnp.where(newly_bad, start + chunk - 1, failed_step)
+        alive = alive & img_ok
+        return states, alive, failed_step, last_loss, jnp.moveaxis(losses, 0, -1)
+
+    t0 = time.perf_counter()
+    states = init_all(trials, keys)
+    shape = (num_trials, restarts)
+    alive = jnp.ones(shape, bool)
+    failed_step = jnp.full(shape, -1, jnp.int32)
+    last_loss = jnp.full(shape, jnp.inf, jnp.float32)
+    prog = Progress(name, steps, unit="step", enabled=progress)
+    all_losses = []
+    compile_seconds = 0.0
+    for c in range(num_chunks):
+        states, alive, failed_step, last_loss, losses = run_chunk(
+            states, trials, keys, alive, failed_step, last_loss, jnp.int32(c * chunk)
+        )
+        losses = np.asarray(losses)
+        all_losses.append(losses)
+        done = min((c + 1) * chunk, steps)
+        if c == 0:
+            compile_seconds = time.perf_counter() - t0
+        ll = np.asarray(last_loss)
+        healthy = np.where(np.asarray(alive), ll, np.inf)
+        best_now = float(np.min(healthy)) if np.isfinite(healthy).any() else float("nan")
+        nfail = int((~np.asarray(alive)).sum())
+        fields = {"best_loss": best_now}
+        if nfail:
+            fields["failed"] = f"{nfail}/{num_trials * restarts}"
+        prog.update(done, **fields)
+        if on_chunk is not None:
+            on_chunk(done, states)
+
+    rec = jax.jit(jax.vmap(result_trial))(trials, states)
+    rec = Reconstruction(*(None if a is None else np.asarray(a) for a in rec))
+    alive_np = np.asarray(alive)
+    final = np.asarray(last_loss)
+    score = np.where(alive_np, final, np.inf)
+    # all failed: fall back to the last finite state of the restart with the lowest loss
+    score = np.where(alive_np.any(axis=1, keepdims=True), score, final)
+    best = np.argmin(np.nan_to_num(score, nan=np.inf), axis=1)
+    pick = lambda a: None if a is None else a[np.arange(num_trials), best]
+    losses = np.concatenate(all_losses, axis=-1)[..., :steps]
+    return RunResult(
+        reconstruction=Reconstruction(pick(rec.images), pick(rec.labels)),
+        restarts=rec,
+        losses=losses,
+        final_loss=final,
+        best=best,
+        failed=~alive_np,
+        failed_step=np.asarray(failed_step),
+        trial_failed=~alive_np.any(axis=1),
+        steps=steps,
+        seconds=time.perf_counter() - t0,
+        compile_seconds=compile_seconds,
+    )
