@@ -30,6 +30,7 @@ from flax import struct
 
 from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction
+from leakjax.attacks.registry import AttackSpec
 from leakjax.fl.client import ClientHParams, client_update, gradient, param_delta
 from leakjax.labels.idlg import idlg_label
 from leakjax.types import ConfigError
@@ -197,3 +198,36 @@ def make(
         return Reconstruction(images=state.x, labels=labels)
 
     return Attack(init=init, step=step, result=result)
+
+
+def config_from(acfg) -> IGConfig:
+    """IGConfig from a config's ``attack`` group."""
+    return IGConfig(
+        lr=float(acfg.lr),
+        tv=float(acfg.tv),
+        loss=str(acfg.get("loss", "cosine")),
+        labels=str(acfg.labels),
+        init=str(acfg.get("init", "randn")),
+        simulation=str(acfg.get("simulation", "exact")),
+        remat=bool(acfg.get("remat", False)),
+    )
+
+
+def _build(obs, model, acfg, *, box, true_labels=None) -> Attack:
+    return make(
+        obs, model, config_from(acfg), steps=int(acfg.steps), box=box, true_labels=true_labels
+    )
+
+
+def _check(acfg) -> None:
+    check_config(config_from(acfg), str(acfg.mode))
+
+
+SPEC = AttackSpec(
+    name="ig",
+    modes=("gradient", "fedavg"),
+    kind="optimization",
+    build=_build,
+    check=_check,
+    paper="Geiping et al. 2020, Inverting Gradients, arXiv:2003.14053",
+)

@@ -1,0 +1,3 @@
+from leakjax.cli import entry
+
+entry()

@@ -1,0 +1,48 @@
+"""One registry of attacks by name (configs, CLI and tests look them up here)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from leakjax.types import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackSpec:
+    """How to build and check one attack.
+
+    Attributes:
+      name: registry name (``attack.name`` in configs).
+      modes: observation modes it supports ('gradient', 'fedavg').
+      kind: 'optimization' (an `Attack` run by `attacks.run`).
+      build: ``build(obs, model, attack_cfg, *, box, true_labels) -> Attack`` where
+        ``attack_cfg`` is the config's ``attack`` group.
+      check: ``check(attack_cfg)`` raises ConfigError for bad attack-specific settings.
+      paper: citation.
+    """
+
+    name: str
+    modes: tuple[str, ...]
+    kind: str
+    build: Callable
+    check: Callable
+    paper: str
+
+
+_REGISTRY: dict[str, AttackSpec] = {}
+
+
+def register(spec: AttackSpec) -> AttackSpec:
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> AttackSpec:
+    if name not in _REGISTRY:
+        raise ConfigError(f"attack.name={name!r} is not one of {tuple(names())}")
+    return _REGISTRY[name]

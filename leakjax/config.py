@@ -1,0 +1,156 @@
+"""The config schema (ml_collections) and its validation.
+
+Every experiment is a `get_config()` file in configs/ that starts from
+`base_config()` and overrides a few fields. `validate` checks names, types and
+ranges before any work starts and raises `ConfigError` with a one-line message
+naming the key and the allowed values.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from leakjax.types import ConfigError
+
+PARTITIONS = ("iid", "dirichlet", "fixed_classes")
+NORMALIZE = ("dataset", "half", "none")
+ATTACK_MODES = ("gradient", "fedavg")
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Defaults: the reference's server_attack.py settings (REFERENCE.md §4)."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.name = ""
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "cifar10"
+    c.data.data_dir = ""  # official-format files / npz path / tfds data_dir
+    c.data.source = "auto"  # auto | official | tfds | builtin | npz
+    c.data.image_size = 0  # 0: the data set's own size (digits: 16)
+    c.data.normalize = "dataset"  # dataset | half (the reference's mean=std=0.5) | none
+    c.data.partition = "dirichlet"
+    c.data.beta = 0.5
+    c.data.classes_per_client = 2
+    c.data.test_fraction = 0.2
+    c.data.min_size = 15
+    c.data.max_train = 0  # keep only the first N training images (0: all)
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "cnn"
+    c.model.conv_impl = "auto"
+
+    c.fl = ml_collections.ConfigDict()
+    c.fl.num_clients = 10
+    c.fl.client_fraction = 1.0
+    c.fl.rounds = 10
+    c.fl.local_epochs = 2
+    c.fl.batch_size = 50
+    c.fl.lr = 0.1
+    c.fl.lr_decay = 0.95
+    c.fl.momentum = 0.0
+    c.fl.weight_decay = 0.0
+    c.fl.client_chunk = 10
+    c.fl.num_devices = 1  # split clients over this many devices (0: all)
+    c.fl.eval_batch = 500
+
+    c.attack = ml_collections.ConfigDict()
+    c.attack.name = "ig"
+    c.attack.mode = "fedavg"  # fedavg: a client's model difference; gradient: one gradient
+    c.attack.rounds = (-1,)  # rounds whose updates are attacked (-1: the last round)
+    c.attack.clients = 1  # attacked clients per attacked round (chosen at random)
+    c.attack.batch_size = 1  # gradient mode: images in the shared gradient
+    c.attack.steps = 4000
+    c.attack.restarts = 1
+    c.attack.chunk = 100
+    c.attack.lr = 0.1
+    c.attack.tv = 1e-6
+    c.attack.loss = "cosine"
+    c.attack.labels = "auto"  # auto | idlg | optimize | oracle
+    c.attack.init = "randn"
+    c.attack.simulation = "exact"  # exact | reference
+    c.attack.remat = False
+    c.attack.success_psnr = 19.0
+
+    c.output = ml_collections.ConfigDict()
+    c.output.grid_images = 16
+    c.output.progress = True
+    return c
+
+
+def _choice(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not one of {tuple(allowed)}")
+
+
+def _positive(key: str, value, *, allow_zero: bool = False, integer: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    if integer and int(value) != value:
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{key} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def validate(config) -> None:
+    """Static checks (names, types, ranges). Data-dependent checks happen in `experiment`."""
+    from leakjax import attacks, data, models
+
+    for group in ("data", "model", "fl", "attack"):
+        if group not in config:
+            raise ConfigError(f"config has no '{group}' group")
+    d, m, f, a = config.data, config.model, config.fl, config.attack
+    _positive("seed", config.seed, allow_zero=True, integer=True)
+    _choice("data.name", d.name, data.names())
+    _choice("data.normalize", d.normalize, NORMALIZE)
+    _choice("data.partition", d.partition, PARTITIONS)
+    _positive("data.beta", d.beta)
+    _positive("data.classes_per_client", d.classes_per_client, integer=True)
+    if not 0 <= d.test_fraction < 1:
+        raise ConfigError(f"data.test_fraction must be in [0, 1), got {d.test_fraction!r}")
+    _positive("data.min_size", d.min_size, allow_zero=True, integer=True)
+    _positive("data.max_train", d.max_train, allow_zero=True, integer=True)
+    _positive("data.image_size", d.image_size, allow_zero=True, integer=True)
+    _choice("model.name", m.name, models.names())
+    _positive("fl.num_clients", f.num_clients, integer=True)
+    if not 0 < f.client_fraction <= 1:
+        raise ConfigError(f"fl.client_fraction must be in (0, 1], got {f.client_fraction!r}")
+    _positive("fl.rounds", f.rounds, allow_zero=True, integer=True)
+    _positive("fl.local_epochs", f.local_epochs, integer=True)
+    _positive("fl.batch_size", f.batch_size, integer=True)
+    _positive("fl.lr", f.lr)
+    _positive("fl.lr_decay", f.lr_decay)
+    if not 0 <= f.momentum < 1:
+        raise ConfigError(f"fl.momentum must be in [0, 1), got {f.momentum!r}")
+    _positive("fl.weight_decay", f.weight_decay, allow_zero=True)
+    _positive("fl.client_chunk", f.client_chunk, integer=True)
+    _positive("fl.num_devices", f.num_devices, allow_zero=True, integer=True)
+    _choice("attack.name", a.name, attacks.names())
+    spec = attacks.get(a.name)
+    _choice("attack.mode", a.mode, ATTACK_MODES)
+    if a.mode not in spec.modes:
+        raise ConfigError(
+            f"attack.mode={a.mode!r} is not supported by {a.name} (supports {spec.modes})"
+        )
+    if a.mode == "fedavg" and f.rounds < 1:
+        raise ConfigError("fl.rounds must be >= 1 when attack.mode='fedavg'")
+    rounds = tuple(a.rounds)
+    for r in rounds:
+        if not isinstance(r, int) or not (-f.rounds <= r < max(f.rounds, 1)):
+            raise ConfigError(f"attack.rounds entry {r!r} outside [-{f.rounds}, {f.rounds})")
+    _positive("attack.clients", a.clients, integer=True)
+    if a.clients > f.num_clients:
+        raise ConfigError(f"attack.clients={a.clients} exceeds fl.num_clients={f.num_clients}")
+    _positive("attack.batch_size", a.batch_size, integer=True)
+    _positive("attack.steps", a.steps, integer=True)
+    _positive("attack.restarts", a.restarts, integer=True)
+    _positive("attack.chunk", a.chunk, integer=True)
+    _positive("attack.lr", a.lr)
+    _positive("attack.tv", a.tv, allow_zero=True)
+    _positive("attack.success_psnr", a.success_psnr)
+    spec.check(a)
+
+
+def resolve_rounds(rounds, total: int) -> list[int]:
+    """attack.rounds with negative entries counted from the end."""
+    return sorted({r % total for r in rounds})

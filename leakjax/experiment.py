@@ -1,0 +1,357 @@
+"""One experiment, end to end: ``run(config, workdir)``.
+
+config -> data.load -> data.partition -> models.get -> fl.simulate (observations at
+the attacked rounds) -> attacks.run (all attacked clients as vmapped trials) ->
+metrics.evaluate -> files in workdir. The CLI (`leakjax.cli`) and the Colab
+notebooks call this same function.
+
+Everything that can be checked is checked before the workdir is created: a bad
+config leaves no trace on disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import platform
+import sys
+import time
+from importlib import metadata
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from leakjax import attacks, data, metrics, models, report
+from leakjax.config import resolve_rounds, validate
+from leakjax.fl import FLSettings, client_mesh, simulate
+from leakjax.observation import GroundTruth, gradient_observation, stack
+from leakjax.types import ConfigError, NumericalError
+
+_VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "evosax", "ml-collections")
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version(), "leakjax": _pkg("leakjax")}
+    for name in _VERSIONED:
+        out[name] = _pkg(name)
+    return out
+
+
+def _pkg(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def device_info() -> dict:
+    devs = jax.devices()
+    return {
+        "backend": jax.default_backend(),
+        "device_kind": devs[0].device_kind,
+        "num_devices": len(devs),
+    }
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Everything loaded and checked, before any file is written."""
+
+    config: object
+    dataset: object
+    mean: np.ndarray
+    std: np.ndarray
+    train: object
+    local_test: object
+    model: object
+    settings: FLSettings
+    spec: object
+    mesh: object
+
+
+def prepare(config) -> Prepared:
+    """Validate the config and load/partition the data; raises ConfigError/DataError."""
+    validate(config)
+    d, f, a = config.data, config.fl, config.attack
+    ds = data.load(
+        d.name,
+        d.data_dir or None,
+        d.source,
+        image_size=int(d.image_size) or None,
+        seed=int(config.seed),
+    )
+    if d.max_train:
+        ds = dataclasses.replace(
+            ds,
+            train_images=ds.train_images[: d.max_train],
+            train_labels=ds.train_labels[: d.max_train],
+        )
+    mean, std = data.normalization(ds.info, d.normalize)
+    if f.num_clients > len(ds.train_labels):
+        raise ConfigError(
+            f"fl.num_clients={f.num_clients} exceeds the {len(ds.train_labels)} training images"
+        )
+    part = data.partition(
+        ds.train_labels,
+        int(f.num_clients),
+        d.partition,
+        beta=float(d.beta),
+        classes_per_client=int(d.classes_per_client),
+        test_fraction=float(d.test_fraction),
+        min_size=int(d.min_size),
+        seed=int(config.seed),
+    )
+    train = data.gather_padded(ds.train_images, ds.train_labels, part.train_idx)
+    local_test = data.gather_padded(ds.train_images, ds.train_labels, part.test_idx)
+    smallest = int(np.min(train.n))
+    if f.batch_size > smallest and f.rounds > 0:
+        raise ConfigError(
+            f"fl.batch_size={f.batch_size} is larger than the smallest client's training data "
+            f"({smallest} samples); lower it or change data.partition/fl.num_clients"
+        )
+    if a.mode == "gradient" and a.batch_size > smallest:
+        raise ConfigError(
+            f"attack.batch_size={a.batch_size} is larger than the smallest client's training "
+            f"data ({smallest} samples)"
+        )
+    model = models.get(
+        config.model.name,
+        ds.info.num_classes,
+        ds.info.image_shape,
+        conv_impl=config.model.conv_impl,
+    )
+    settings = FLSettings(
+        rounds=int(f.rounds),
+        client_fraction=float(f.client_fraction),
+        epochs=int(f.local_epochs),
+        batch_size=int(f.batch_size),
+        lr=float(f.lr),
+        lr_decay=float(f.lr_decay),
+        momentum=float(f.momentum),
+        weight_decay=float(f.weight_decay),
+        client_chunk=int(f.client_chunk),
+        eval_batch=int(f.eval_batch),
+    )
+    m = settings.num_selected(int(f.num_clients))
+    if a.mode == "fedavg" and a.clients > m:
+        raise ConfigError(f"attack.clients={a.clients} exceeds the {m} clients selected per round")
+    mesh = None if int(f.num_devices) == 1 else client_mesh(int(f.num_devices))
+    return Prepared(
+        config, ds, mean, std, train, local_test, model, settings, attacks.get(a.name), mesh
+    )
+
+
+def _to01(x, mean, std):
+    return np.clip(np.asarray(data.denormalize(np.asarray(x), mean, std)), 0.0, 1.0)
+
+
+def _gradient_observations(p: Prepared, variables, rng):
+    a = p.config.attack
+    ids = np.sort(rng.choice(len(p.train.n), size=int(a.clients), replace=False))
+    obs, truths = [], []
+    for cid in ids:
+        x = data.normalize(p.train.x[cid, : a.batch_size], p.mean, p.std)
+        y = p.train.y[cid, : a.batch_size].astype(np.int32)
+        o = gradient_observation(p.model, variables, x, y)
+        obs.append(o.replace(client_id=int(cid), round=int(p.settings.rounds)))
+        truths.append(GroundTruth(images=np.asarray(x), labels=y))
+    return obs, truths
+
+
+def attack_observations(p: Prepared, observations, truths, key, *, progress=True):
+    """Run the configured attack on every observation; returns per-trial result dicts."""
+    a = p.config.attack
+    lo, hi = data.box(p.mean, p.std)
+    box = (jnp.asarray(lo), jnp.asarray(hi))
+    oracle = a.labels == "oracle"
+    groups: dict[int, list[int]] = {}
+    for i, o in enumerate(observations):
+        groups.setdefault(o.num_samples, []).append(i)
+    out = [None] * len(observations)
+    for n, idx in groups.items():
+        trials = (
+            stack([observations[i] for i in idx]),
+            np.stack([np.asarray(truths[i].labels, np.int32) for i in idx]),
+        )
+
+        def factory(t):
+            obs, labels = t
+            return p.spec.build(obs, p.model, a, box=box, true_labels=labels if oracle else None)
+
+        res = attacks.run(
+            factory,
+            jax.random.fold_in(key, n),
+            steps=int(a.steps),
+            restarts=int(a.restarts),
+            trials=trials,
+            chunk=int(a.chunk),
+            progress=progress,
+            name=f"{a.name}:{a.mode}:n={n}x{len(idx)}",
+        )
+        for j, i in enumerate(idx):
+            out[i] = {"result": res, "trial": j}
+    return out
+
+
+def run(config, workdir, *, progress: bool | None = None) -> dict:
+    """Run one experiment and write its results into ``workdir``.
+
+    Returns the summary dict (also written to metrics.json['summary']).
+    Raises ConfigError / DataError (nothing written) for bad input, and
+    NumericalError if every attacked client's reconstruction failed with NaN/Inf.
+    """
+    t_start = time.perf_counter()
+    workdir = pathlib.Path(workdir)
+    if workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
+        raise ConfigError(
+            f"workdir {str(workdir)!r} exists and is not empty; choose a new --workdir"
+        )
+    p = prepare(config)
+    if progress is None:
+        progress = bool(config.output.progress)
+    a, f = config.attack, config.fl
+    workdir = report.prepare_workdir(workdir)
+    resolved = json.loads(config.to_json_best_effort())
+    resolved["_meta"] = {"versions": versions(), "device": device_info(), "argv": sys.argv}
+    report.write_json(workdir / "config.json", resolved)
+
+    key = jax.random.key(int(config.seed))
+    sim_key, attack_key = jax.random.split(key)
+    rng = np.random.default_rng(int(config.seed) + 1)
+    t0 = time.perf_counter()
+    if f.rounds > 0:
+        att_rounds = resolve_rounds(a.rounds, f.rounds) if a.mode == "fedavg" else ()
+        sim = simulate(
+            p.model,
+            p.train,
+            p.local_test,
+            p.dataset.test_images,
+            p.dataset.test_labels,
+            p.mean,
+            p.std,
+            p.settings,
+            sim_key,
+            attack_rounds=att_rounds,
+            attack_clients=int(a.clients),
+            mesh=p.mesh,
+            progress=progress,
+            seed=int(config.seed),
+        )
+        variables, history = sim.variables, sim.history
+        observations, truths = sim.observations, sim.truths
+    else:
+        variables = p.model.init(jax.random.fold_in(sim_key, 0))
+        history, observations, truths = {"round": [0]}, [], []
+    fl_seconds = time.perf_counter() - t0
+    report.write_json(workdir / "fl_history.json", history)
+    if a.mode == "gradient":
+        observations, truths = _gradient_observations(p, variables, rng)
+
+    t0 = time.perf_counter()
+    outcomes = attack_observations(p, observations, truths, attack_key, progress=progress)
+    attack_seconds = time.perf_counter() - t0
+
+    per_client, arrays, grid_t, grid_r, grid_lt, grid_lp, grid_psnr = [], {}, [], [], [], [], []
+    curves = {}
+    for i, (obs, truth, oc) in enumerate(zip(observations, truths, outcomes, strict=True)):
+        res, j = oc["result"], oc["trial"]
+        rec_x = _to01(res.reconstruction.images[j], p.mean, p.std)
+        rec_y = None if res.reconstruction.labels is None else res.reconstruction.labels[j]
+        true_x = _to01(truth.images, p.mean, p.std)
+        ev = metrics.evaluate(
+            rec_x,
+            true_x,
+            recon_labels=rec_y,
+            truth_labels=truth.labels,
+            ordered=obs.num_samples == 1,
+            threshold=float(a.success_psnr),
+            num_classes=p.model.num_classes,
+        )
+        failed = bool(res.trial_failed[j])
+        ev.update(
+            round=int(obs.round),
+            client_id=int(obs.client_id),
+            num_samples=int(obs.num_samples),
+            failed=failed,
+            failed_restarts=int(res.failed[j].sum()),
+            failed_step=[int(s) for s in res.failed_step[j]],
+            final_loss=float(np.nan_to_num(res.final_loss[j][res.best[j]], nan=-1.0, posinf=-1.0)),
+            best_restart=int(res.best[j]),
+        )
+        per_client.append(ev)
+        arrays[f"recon_{i}"] = rec_x.astype(np.float32)
+        arrays[f"truth_{i}"] = true_x.astype(np.float32)
+        if rec_y is not None:
+            arrays[f"recon_labels_{i}"] = np.asarray(rec_y, np.int32)
+        arrays[f"truth_labels_{i}"] = np.asarray(truth.labels, np.int32)
+        arrays[f"loss_{i}"] = np.nan_to_num(res.losses[j][res.best[j]], nan=-1.0)
+        pairs = np.asarray(ev["matching"], int).reshape(-1, 2)
+        for (ri, ti), ps in zip(pairs, ev["psnr"], strict=False):
+            grid_t.append(true_x[ti])
+            grid_r.append(rec_x[ri])
+            grid_lt.append(int(truth.labels[ti]))
+            grid_lp.append(int(rec_y[ri]) if rec_y is not None else -1)
+            grid_psnr.append(ps)
+        steps_axis = list(range(1, len(res.losses[j][res.best[j]]) + 1))
+        curves[f"client {obs.client_id} r{obs.round}"] = (
+            steps_axis,
+            [float(v) for v in res.losses[j][res.best[j]]],
+        )
+
+    summary = metrics.summarize(per_client) if per_client else {}
+    summary.update(
+        attack=a.name,
+        mode=a.mode,
+        labels=a.labels + (" (true labels given to the attack)" if a.labels == "oracle" else ""),
+        dataset=config.data.name,
+        model=config.model.name,
+        num_clients=int(f.num_clients),
+        batch_size=int(f.batch_size),
+        local_epochs=int(f.local_epochs),
+        attack_steps=int(a.steps),
+        restarts=int(a.restarts),
+        images_attacked=int(sum(o.num_samples for o in observations)),
+        final_test_acc=(history.get("test_acc") or [None])[-1],
+        final_local_test_acc=(history.get("local_test_acc") or [None])[-1],
+        fl_seconds=round(fl_seconds, 3),
+        attack_seconds=round(attack_seconds, 3),
+        wall_seconds=round(time.perf_counter() - t_start, 3),
+        device=device_info()["device_kind"],
+    )
+    all_failed = bool(per_client) and all(c["failed"] for c in per_client)
+    summary["all_failed"] = all_failed
+    report.write_json(workdir / "metrics.json", {"summary": summary, "clients": per_client})
+    report.save_npz(workdir / "reconstruction.npz", **arrays)
+    report.write_csv(workdir / "summary.csv", [_flat(summary)])
+    if grid_t:
+        k = int(config.output.grid_images)
+        report.save_grid(
+            workdir / "grid.png",
+            np.stack(grid_t[:k]),
+            np.stack(grid_r[:k]),
+            labels_true=grid_lt[:k],
+            labels_pred=None if all(v < 0 for v in grid_lp) else grid_lp[:k],
+            psnr=grid_psnr[:k],
+            max_images=k,
+            title=f"{a.name} ({a.mode}) on {config.data.name}/{config.model.name}: "
+            f"truth (top) vs reconstruction (bottom)",
+        )
+        report.plot_curves(workdir / "loss.png", curves, "step", "attack objective")
+    if "test_acc" in history or "local_test_acc" in history:
+        acc_curves = {}
+        for k in ("test_acc", "local_test_acc"):
+            if k in history:
+                acc_curves[k] = (history["round"], history[k])
+        report.plot_curves(workdir / "fl_accuracy.png", acc_curves, "round", "accuracy")
+    if all_failed:
+        raise NumericalError(
+            f"{a.name}: every attacked client's reconstruction hit NaN/Inf "
+            f"(see {workdir / 'metrics.json'})"
+        )
+    return summary
+
+
+def _flat(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if not isinstance(v, list | dict)}
