@@ -194,13 +194,14 @@ def pairwise_mse(recon: Any, truth: Any) -> np.ndarray:
             f"recon and truth must have the same image shape, got {recon.shape[1:]} "
             f"and {truth.shape[1:]}"
         )
-    r = recon.reshape(recon.shape[0], -1).astype(np.float64)
-    t = truth.reshape(truth.shape[0], -1).astype(np.float64)
+    d = int(np.prod(recon.shape[1:]))
+    r = recon.reshape(recon.shape[0], d).astype(np.float64)
+    t = truth.reshape(truth.shape[0], d).astype(np.float64)
     bad = ~np.all(np.isfinite(r), axis=1)
     r = np.where(bad[:, None], 0.0, r)
     # |r - t|^2 = |r|^2 + |t|^2 - 2 r.t, in float64 (no [M, N, D] intermediate).
     sq = (r * r).sum(1)[:, None] + (t * t).sum(1)[None, :] - 2.0 * (r @ t.T)
-    out = np.maximum(sq, 0.0) / max(r.shape[1], 1)
+    out = np.maximum(sq, 0.0) / max(d, 1)
     out[bad] = np.inf
     return out
 
@@ -278,10 +279,12 @@ def label_counts(labels: Any, num_classes: int) -> np.ndarray:
 def label_count_accuracy(pred_counts: Any, true_counts: Any) -> float:
     """Order-free accuracy of inferred per-class label counts.
 
-    ``1 - 0.5 * sum(|pred - true|) / N`` with ``N = sum(true)``: 1 when the counts are
-    equal, 0 when no label is right (disjoint supports with equal totals), and in general
-    the fraction of the batch whose label is accounted for. Clipped at 0 when the
-    predicted total exceeds the true one.
+    ``sum(min(pred, true)) / max(sum(pred), sum(true))``: the fraction of the batch whose
+    label is accounted for. When the totals agree (the usual case: label-count methods
+    know the batch size N) this equals ``1 - 0.5 * sum(|pred - true|) / N``: 1 when the
+    counts are equal, 0 when their supports are disjoint. Unlike that formula it stays in
+    [0, 1] and is symmetric when the totals differ (too few labels and too many labels
+    are both penalised).
 
     Args:
         pred_counts: Predicted counts [K] (non-negative; may be fractional).
@@ -301,10 +304,10 @@ def label_count_accuracy(pred_counts: Any, true_counts: Any) -> float:
         raise ConfigError("pred_counts must be finite and non-negative")
     if not (np.all(np.isfinite(true)) and np.all(true >= 0)):
         raise ConfigError("true_counts must be finite and non-negative")
-    total = true.sum()
-    if total <= 0:
+    if true.sum() <= 0:
         raise ConfigError("true_counts must sum to a positive number")
-    return float(np.clip(1.0 - 0.5 * np.abs(pred - true).sum() / total, 0.0, 1.0))
+    total = max(pred.sum(), true.sum())
+    return float(np.minimum(pred, true).sum() / total)
 
 
 def success_rate(psnr_values: Any, threshold: float = DEFAULT_THRESHOLD) -> float:
@@ -385,7 +388,7 @@ def evaluate(
         raise ConfigError("truth must be finite")
     num_recon, num_truth = int(recon.shape[0]), int(truth.shape[0])
 
-    finite = np.all(np.isfinite(recon.reshape(num_recon, -1)), axis=1)
+    finite = np.all(np.isfinite(recon), axis=(1, 2, 3))
     clean = np.where(finite[:, None, None, None], np.clip(recon, 0.0, 1.0), np.nan)
     clean = clean.astype(np.float32)
 
