@@ -1,0 +1,42 @@
+"""Data sets, federated partitions and pixel normalization.
+
+``load`` reads a data set into uint8 NHWC numpy arrays (built-in digits, official
+files, TFDS builds, npz), ``partition`` splits it among clients (iid, Dirichlet,
+fixed classes) and ``gather_padded`` stacks clients into padded arrays;
+``normalize`` / ``denormalize`` / ``box`` convert between uint8 pixels, the
+library's normalized float32 images and [0, 1] units.
+"""
+
+from leakjax.data.datasets import (
+    SOURCES,
+    Dataset,
+    DatasetInfo,
+    RestrictedUnpickler,
+    load,
+    names,
+    read_idx,
+    safe_unpickle,
+)
+from leakjax.data.partition import METHODS, ClientArrays, Partition, gather_padded, partition
+from leakjax.data.transforms import MODES, box, denormalize, normalization, normalize
+
+__all__ = [
+    "METHODS",
+    "MODES",
+    "SOURCES",
+    "ClientArrays",
+    "Dataset",
+    "DatasetInfo",
+    "Partition",
+    "RestrictedUnpickler",
+    "box",
+    "denormalize",
+    "gather_padded",
+    "load",
+    "names",
+    "normalization",
+    "normalize",
+    "partition",
+    "read_idx",
+    "safe_unpickle",
+]
