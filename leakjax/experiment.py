@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from leakjax import attacks, data, metrics, models, report
+from leakjax import labels as labels_lib
 from leakjax.config import resolve_rounds, validate
 from leakjax.fl import FLSettings, client_mesh, simulate
 from leakjax.observation import GroundTruth, gradient_observation, stack
@@ -160,25 +161,37 @@ def _gradient_observations(p: Prepared, variables, rng):
     return obs, truths
 
 
+def fixed_labels(p: Prepared, obs, truth, key):
+    """Labels handed to the attack: the truth ('oracle'), a `leakjax.labels` method's
+    output (run here, on the host, before the vmapped attack), or None (the attack
+    finds its own)."""
+    method = str(p.config.attack.labels)
+    if method == "oracle":
+        return np.asarray(truth.labels, np.int32)
+    if method in labels_lib.METHODS:
+        return np.asarray(labels_lib.infer(obs, p.model, method, key=key), np.int32)
+    return None
+
+
 def attack_observations(p: Prepared, observations, truths, key, *, progress=True):
     """Run the configured attack on every observation; returns per-trial result dicts."""
     a = p.config.attack
     lo, hi = data.box(p.mean, p.std)
     box = (jnp.asarray(lo), jnp.asarray(hi))
-    oracle = a.labels == "oracle"
     groups: dict[int, list[int]] = {}
     for i, o in enumerate(observations):
         groups.setdefault(o.num_samples, []).append(i)
     out = [None] * len(observations)
     for n, idx in groups.items():
-        trials = (
-            stack([observations[i] for i in idx]),
-            np.stack([np.asarray(truths[i].labels, np.int32) for i in idx]),
-        )
+        given = [fixed_labels(p, observations[i], truths[i], key) for i in idx]
+        if any(g is None for g in given):
+            trials = (stack([observations[i] for i in idx]), None)
+        else:
+            trials = (stack([observations[i] for i in idx]), np.stack(given))
 
         def factory(t):
             obs, labels = t
-            return p.spec.build(obs, p.model, a, box=box, true_labels=labels if oracle else None)
+            return p.spec.build(obs, p.model, a, box=box, labels=labels)
 
         res = attacks.run(
             factory,

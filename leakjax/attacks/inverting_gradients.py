@@ -35,7 +35,7 @@ from leakjax.fl.client import ClientHParams, client_update, gradient, param_delt
 from leakjax.labels.idlg import idlg_label
 from leakjax.types import ConfigError
 
-LABEL_MODES = ("auto", "idlg", "optimize", "oracle")
+LABEL_MODES = ("auto", "idlg", "optimize", "fixed")
 SIMULATIONS = ("exact", "reference")
 
 
@@ -50,8 +50,10 @@ class IGConfig:
       signed: Adam on sign(gradient) of the images.
       boxed: project the images to valid pixel values after every step.
       milestones: fractions of the steps where the lr is multiplied by ``gamma``.
-      labels: 'auto' (iDLG rule for one image, else optimized soft labels), 'idlg',
-        'optimize', or 'oracle' (the true labels, given to `make`; reports say so).
+      labels: 'auto' (the labels given to `make` if any, else the iDLG rule for one
+        image, else optimized soft labels), 'idlg', 'optimize', or 'fixed' (the labels
+        given to `make`: the truth under ``attack.labels='oracle'`` or the output of a
+        label-inference method from `leakjax.labels`).
       init: 'randn' or 'uniform' (uniform in the valid box).
       num_images: number of dummies (default: the observation's sample count).
       simulation: fedavg mode: 'exact' or 'reference' (see the module docstring).
@@ -121,7 +123,7 @@ def make(
     *,
     steps: int,
     box: tuple[jax.Array, jax.Array],
-    true_labels=None,
+    labels=None,
 ) -> Attack:
     """Inverting Gradients against one observation.
 
@@ -131,7 +133,7 @@ def make(
       cfg: IGConfig.
       steps: number of optimization steps (sets the lr milestones).
       box: (lo, hi) per-channel bounds of valid normalized pixels.
-      true_labels: int [B], required when ``cfg.labels == 'oracle'``.
+      labels: fixed int labels [B] (true or inferred upstream), or None.
     """
     check_config(cfg, obs.mode)
     num = cfg.num_images or obs.num_samples
@@ -145,15 +147,15 @@ def make(
 
     mode = cfg.labels
     if mode == "auto":
-        mode = "idlg" if num == 1 else "optimize"
+        mode = "fixed" if labels is not None else ("idlg" if num == 1 else "optimize")
     if mode == "idlg":
         if num != 1:
             raise ConfigError("attack.labels='idlg' needs exactly one image (use 'optimize')")
         fixed = jnp.reshape(idlg_label(obs.update), (1,))
-    elif mode == "oracle":
-        if true_labels is None:
-            raise ConfigError("attack.labels='oracle' but no true labels were given")
-        fixed = jnp.asarray(true_labels, jnp.int32)
+    elif mode == "fixed":
+        if labels is None:
+            raise ConfigError("attack.labels: fixed labels requested but none were given")
+        fixed = jnp.asarray(labels, jnp.int32)
     else:
         fixed = None
 
@@ -200,27 +202,36 @@ def make(
     return Attack(init=init, step=step, result=result)
 
 
+def label_mode(config_labels: str) -> str:
+    """Map ``attack.labels`` to IG's label mode: upstream labels (oracle or a
+    `leakjax.labels` method) arrive as fixed labels."""
+    return config_labels if config_labels in ("auto", "idlg", "optimize") else "fixed"
+
+
+def _check(acfg) -> None:
+    from leakjax import labels as labels_lib
+
+    allowed = ("auto", "idlg", "optimize", "oracle") + tuple(labels_lib.METHODS)
+    if str(acfg.labels) not in allowed:
+        raise ConfigError(f"attack.labels={acfg.labels!r} is not one of {allowed}")
+    check_config(config_from(acfg), str(acfg.mode))
+
+
 def config_from(acfg) -> IGConfig:
     """IGConfig from a config's ``attack`` group."""
     return IGConfig(
         lr=float(acfg.lr),
         tv=float(acfg.tv),
         loss=str(acfg.get("loss", "cosine")),
-        labels=str(acfg.labels),
+        labels=label_mode(str(acfg.labels)),
         init=str(acfg.get("init", "randn")),
         simulation=str(acfg.get("simulation", "exact")),
         remat=bool(acfg.get("remat", False)),
     )
 
 
-def _build(obs, model, acfg, *, box, true_labels=None) -> Attack:
-    return make(
-        obs, model, config_from(acfg), steps=int(acfg.steps), box=box, true_labels=true_labels
-    )
-
-
-def _check(acfg) -> None:
-    check_config(config_from(acfg), str(acfg.mode))
+def _build(obs, model, acfg, *, box, labels=None) -> Attack:
+    return make(obs, model, config_from(acfg), steps=int(acfg.steps), box=box, labels=labels)
 
 
 SPEC = AttackSpec(

@@ -16,8 +16,10 @@ class AttackSpec:
       name: registry name (``attack.name`` in configs).
       modes: observation modes it supports ('gradient', 'fedavg').
       kind: 'optimization' (an `Attack` run by `attacks.run`).
-      build: ``build(obs, model, attack_cfg, *, box, true_labels) -> Attack`` where
-        ``attack_cfg`` is the config's ``attack`` group.
+      build: ``build(obs, model, attack_cfg, *, box, labels) -> Attack`` where
+        ``attack_cfg`` is the config's ``attack`` group and ``labels`` are fixed int
+        labels [N] (the truth under ``attack.labels='oracle'``, or the output of a
+        `leakjax.labels` method, run by the experiment before the attack) or None.
       check: ``check(attack_cfg)`` raises ConfigError for bad attack-specific settings.
       paper: citation.
     """
