@@ -31,12 +31,11 @@ from flax import struct
 from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction
 from leakjax.attacks.registry import AttackSpec
-from leakjax.fl.client import ClientHParams, client_update, gradient, param_delta
+from leakjax.attacks.simulation import SIMULATIONS, simulated_update
 from leakjax.labels.idlg import idlg_label
 from leakjax.types import ConfigError
 
 LABEL_MODES = ("auto", "idlg", "optimize", "fixed")
-SIMULATIONS = ("exact", "reference")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,22 +97,6 @@ def check_config(cfg: IGConfig, mode: str) -> None:
         raise ConfigError(f"attack.tv must be >= 0, got {cfg.tv}")
     if mode not in ("gradient", "fedavg"):
         raise ConfigError(f"attack.mode={mode!r} not in ('gradient', 'fedavg')")
-
-
-def simulated_update(model, obs, x, y, cfg_simulation: str = "exact", remat: bool = False):
-    """The update a client with data (x, y) would send, given what the server knows.
-
-    ``y`` is int labels or soft labels [B, C]. Used by every attack that matches updates.
-    """
-    if obs.mode == "gradient":
-        return gradient(model.apply, obs.variables, x, y, None, train=False)
-    hp = obs.hp
-    if cfg_simulation == "reference":
-        hp = ClientHParams(
-            lr=hp.lr, momentum=0.0, weight_decay=0.0, epochs=hp.epochs, batch_size=x.shape[0]
-        )
-    after = client_update(model.apply, obs.variables, x, y, None, None, hp, remat=remat)
-    return param_delta(obs.variables, after)
 
 
 def make(

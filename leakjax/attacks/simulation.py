@@ -1,0 +1,38 @@
+"""The update a client would send for given data: what every matching attack compares.
+
+``gradient`` mode: `leakjax.fl.gradient` at the observed weights. ``fedavg`` mode:
+`leakjax.fl.client_update` (the library's one local-training loop) from the observed
+global weights with the client's public hyperparameters, as ``params_before -
+params_after``. ``simulation='reference'`` reproduces the PyTorch reference's
+simplification (``epochs`` full-batch steps, no momentum, no weight decay;
+REFERENCE.md §5 item 5) for comparisons.
+"""
+
+from __future__ import annotations
+
+from leakjax.fl.client import ClientHParams, client_update, gradient, param_delta
+
+SIMULATIONS = ("exact", "reference")
+
+
+def simulated_update(model, obs, x, y, simulation: str = "exact", remat: bool = False, key=None):
+    """Params-shaped update for data ``x`` (normalized) with int or soft labels ``y``.
+
+    Args:
+      model: `leakjax.models.Model`.
+      obs: the `Observation` (weights, mode, public hyperparameters).
+      x: [N, H, W, C]; y: [N] int or [N, C] label distributions.
+      simulation: 'exact' or 'reference'.
+      remat: rematerialize the simulated local steps (memory O(1) in the step count).
+      key: shuffle key for the simulated client (None: fixed order, the usual choice
+        of an attacker who does not know the client's permutation).
+    """
+    if obs.mode == "gradient":
+        return gradient(model.apply, obs.variables, x, y, None, train=False)
+    hp = obs.hp
+    if simulation == "reference":
+        hp = ClientHParams(
+            lr=hp.lr, momentum=0.0, weight_decay=0.0, epochs=hp.epochs, batch_size=x.shape[0]
+        )
+    after = client_update(model.apply, obs.variables, x, y, None, key, hp, remat=remat)
+    return param_delta(obs.variables, after)
