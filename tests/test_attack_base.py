@@ -142,3 +142,71 @@ def test_steps_not_multiple_of_chunk_and_progress_output(capsys):
 def test_bad_steps():
     with pytest.raises(ValueError, match="steps"):
         run(toy(T), jax.random.key(0), steps=0)
+
+
+class _Kill(Exception):
+    pass
+
+
+def test_checkpoint_resume_equals_uninterrupted(tmp_path):
+    ck = tmp_path / "ck.msgpack"
+    kw = dict(steps=50, restarts=3, chunk=10, progress=False)
+    full = run(toy(T, lr=0.01), jax.random.key(5), **kw)
+
+    def killer(done, states):
+        if done == 30:
+            raise _Kill
+
+    with pytest.raises(_Kill):
+        run(
+            toy(T, lr=0.01),
+            jax.random.key(5),
+            checkpoint=ck,
+            checkpoint_every=10,
+            on_chunk=killer,
+            **kw,
+        )
+    assert ck.exists()
+    resumed = run(toy(T, lr=0.01), jax.random.key(5), checkpoint=ck, resume=True, **kw)
+    np.testing.assert_array_equal(resumed.reconstruction.images, full.reconstruction.images)
+    np.testing.assert_array_equal(resumed.losses, full.losses)
+    np.testing.assert_array_equal(resumed.final_loss, full.final_loss)
+    # a checkpoint written for other settings is refused
+    with pytest.raises(ValueError, match="checkpoint"):
+        run(
+            toy(T, lr=0.01),
+            jax.random.key(5),
+            checkpoint=ck,
+            resume=True,
+            steps=60,
+            restarts=3,
+            chunk=10,
+            progress=False,
+        )
+
+
+def test_sigterm_checkpoints_and_raises(tmp_path):
+    import os
+    import signal
+
+    from leakjax.attacks.base import Interrupted
+
+    ck = tmp_path / "ck.msgpack"
+    kw = dict(steps=40, restarts=2, chunk=10, progress=False)
+
+    def term(done, states):
+        if done == 20:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Interrupted) as info:
+        run(toy(T, lr=0.01), jax.random.key(6), checkpoint=ck, on_chunk=term, **kw)
+    assert info.value.steps_done == 20 and ck.exists()
+    resumed = run(toy(T, lr=0.01), jax.random.key(6), checkpoint=ck, resume=True, **kw)
+    full = run(toy(T, lr=0.01), jax.random.key(6), **kw)
+    np.testing.assert_array_equal(resumed.reconstruction.images, full.reconstruction.images)
+    # the handler was restored
+    assert signal.getsignal(signal.SIGTERM) in (
+        signal.SIG_DFL,
+        signal.default_int_handler,
+        None,
+    ) or callable(signal.getsignal(signal.SIGTERM))

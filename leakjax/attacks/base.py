@@ -10,8 +10,13 @@ detection per restart, and best-restart selection. Attacks never write files.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
+import pathlib
+import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -19,6 +24,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import serialization
 
 from leakjax.observation import GroundTruth, Observation, stack  # noqa: F401 (re-export)
 from leakjax.progress import Progress
@@ -68,6 +74,69 @@ class RunResult:
     compile_seconds: float
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT/SIGTERM arrived during `run`; the state was checkpointed (if a path was set)."""
+
+    def __init__(self, steps_done: int, checkpoint: str | None):
+        self.steps_done, self.checkpoint = steps_done, checkpoint
+        where = f"; checkpoint {checkpoint}" if checkpoint else ""
+        super().__init__(f"interrupted after step {steps_done}{where}")
+
+
+@contextlib.contextmanager
+def _catch_signals():
+    """Turn SIGINT/SIGTERM into a flag checked between chunks (main thread only)."""
+    flag = {"sig": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        del frame
+        flag["sig"] = signum
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _is_key(x) -> bool:
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _to_plain(tree):
+    """PRNG key arrays -> their uint32 data, so the tree serializes with msgpack."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def save_checkpoint(path, payload) -> None:
+    """Atomic msgpack checkpoint (flax.serialization; no pickle)."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = serialization.to_bytes(jax.tree.map(np.asarray, _to_plain(payload)))
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, template):
+    """Restore a checkpoint into ``template``'s structure (PRNG keys re-wrapped)."""
+    plain = _to_plain(template)
+    with open(path, "rb") as f:
+        restored = serialization.from_bytes(jax.tree.map(np.asarray, plain), f.read())
+    return jax.tree.map(
+        lambda t, r: jax.random.wrap_key_data(jnp.asarray(r)) if _is_key(t) else jnp.asarray(r),
+        template,
+        restored,
+    )
+
+
 def _all_finite(tree) -> Array:
     leaves = [
         jnp.all(jnp.isfinite(x))
@@ -88,6 +157,9 @@ def run(
     progress: bool = True,
     name: str = "attack",
     on_chunk: Callable[[int, Any], None] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
 ) -> RunResult:
     """Run an attack for ``steps`` steps, ``restarts`` restarts, over ``trials``.
 
@@ -103,7 +175,12 @@ def run(
       chunk: steps per jitted ``lax.scan`` call (progress is reported between chunks).
       progress: print step, loss, steps/s and ETA after each chunk.
       name: attack name for progress lines and error messages.
-      on_chunk: optional callback ``f(steps_done, states)`` after each chunk (checkpoints).
+      on_chunk: optional callback ``f(steps_done, states)`` after each chunk.
+      checkpoint: file for the run's state (msgpack via flax.serialization). Written
+        every ``checkpoint_every`` steps (rounded up to whole chunks; 0 = only on
+        SIGINT/SIGTERM) and when a signal arrives, after which `Interrupted` is raised.
+      resume: continue from ``checkpoint`` if it exists. The result equals that of an
+        uninterrupted run (every step's key is ``fold_in(restart key, step)``).
 
     Returns:
       RunResult.
@@ -176,28 +253,90 @@ def run(
     alive = jnp.ones(shape, bool)
     failed_step = jnp.full(shape, -1, jnp.int32)
     last_loss = jnp.full(shape, jnp.inf, jnp.float32)
-    prog = Progress(name, steps, unit="step", enabled=progress)
     all_losses = []
-    compile_seconds = 0.0
-    for c in range(num_chunks):
-        states, alive, failed_step, last_loss, losses = run_chunk(
-            states, trials, keys, alive, failed_step, last_loss, jnp.int32(c * chunk)
+    start_chunk = 0
+    meta = np.asarray([steps, restarts, chunk, num_trials], np.int64)
+    if resume and checkpoint is not None and pathlib.Path(checkpoint).exists():
+        template = {
+            "states": states,
+            "alive": alive,
+            "failed_step": failed_step,
+            "last_loss": last_loss,
+            "done_chunks": np.int64(0),
+            "meta": meta,
+            "losses": np.zeros(shape + (0,), np.float32),
+        }
+        try:
+            # losses has a data-dependent length: restore it without a shape template
+            with open(checkpoint, "rb") as f:
+                raw = serialization.msgpack_restore(f.read())
+            template["losses"] = np.zeros(np.asarray(raw["losses"]).shape, np.float32)
+            ck = load_checkpoint(checkpoint, template)
+        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is a config problem
+            raise ValueError(f"{name}: cannot resume from {checkpoint}: {e}") from e
+        if not np.array_equal(np.asarray(ck["meta"]), meta):
+            raise ValueError(
+                f"{name}: checkpoint {checkpoint} was written for steps/restarts/chunk/trials "
+                f"{np.asarray(ck['meta']).tolist()}, not {meta.tolist()}"
+            )
+        states, alive, failed_step, last_loss = (
+            ck["states"],
+            ck["alive"],
+            ck["failed_step"],
+            ck["last_loss"],
         )
-        losses = np.asarray(losses)
-        all_losses.append(losses)
-        done = min((c + 1) * chunk, steps)
-        if c == 0:
-            compile_seconds = time.perf_counter() - t0
-        ll = np.asarray(last_loss)
-        healthy = np.where(np.asarray(alive), ll, np.inf)
-        best_now = float(np.min(healthy)) if np.isfinite(healthy).any() else float("nan")
-        nfail = int((~np.asarray(alive)).sum())
-        fields = {"best_loss": best_now}
-        if nfail:
-            fields["failed"] = f"{nfail}/{num_trials * restarts}"
-        prog.update(done, **fields)
-        if on_chunk is not None:
-            on_chunk(done, states)
+        start_chunk = int(ck["done_chunks"])
+        if ck["losses"].shape[-1]:
+            all_losses.append(np.asarray(ck["losses"]))
+    prog = Progress(name, steps, unit="step", enabled=progress)
+    compile_seconds = 0.0
+    every_chunks = 0 if not checkpoint_every else max(1, math.ceil(checkpoint_every / chunk))
+
+    def write(done_chunks):
+        save_checkpoint(
+            checkpoint,
+            {
+                "states": states,
+                "alive": alive,
+                "failed_step": failed_step,
+                "last_loss": last_loss,
+                "done_chunks": np.int64(done_chunks),
+                "meta": meta,
+                "losses": np.concatenate(all_losses, axis=-1)
+                if all_losses
+                else np.zeros(shape + (0,), np.float32),
+            },
+        )
+
+    with _catch_signals() as flag:
+        for c in range(start_chunk, num_chunks):
+            states, alive, failed_step, last_loss, losses = run_chunk(
+                states, trials, keys, alive, failed_step, last_loss, jnp.int32(c * chunk)
+            )
+            losses = np.asarray(losses)
+            all_losses.append(losses)
+            done = min((c + 1) * chunk, steps)
+            if c == start_chunk:
+                compile_seconds = time.perf_counter() - t0
+            ll = np.asarray(last_loss)
+            healthy = np.where(np.asarray(alive), ll, np.inf)
+            best_now = float(np.min(healthy)) if np.isfinite(healthy).any() else float("nan")
+            nfail = int((~np.asarray(alive)).sum())
+            fields = {"best_loss": best_now}
+            if nfail:
+                fields["failed"] = f"{nfail}/{num_trials * restarts}"
+            prog.update(done, **fields)
+            if on_chunk is not None:
+                on_chunk(done, states)
+            last = c == num_chunks - 1
+            if (
+                checkpoint is not None
+                and not last
+                and (flag["sig"] is not None or (every_chunks and (c + 1) % every_chunks == 0))
+            ):
+                write(c + 1)
+            if flag["sig"] is not None and not last:
+                raise Interrupted(done, None if checkpoint is None else str(checkpoint))
 
     rec = jax.jit(jax.vmap(result_trial))(trials, states)
     rec = Reconstruction(*(None if a is None else np.asarray(a) for a in rec))
