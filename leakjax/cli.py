@@ -36,6 +36,10 @@ def main(argv) -> None:
         _fail(f"unexpected arguments: {' '.join(argv[1:])}")
     if _CONFIG.value is None:
         _fail("--config is required (e.g. --config=configs/quickstart.py)")
+    try:  # ml_collections defers config-file load errors to the first access
+        _ = "data" in _CONFIG.value
+    except Exception as e:  # noqa: BLE001
+        _fail(_one_line(e))
     if not _WORKDIR.value:
         _fail("--workdir is required (a new or empty directory)")
     import jax
@@ -73,8 +77,34 @@ def main(argv) -> None:
     print(f"results in {_WORKDIR.value}")
 
 
+def _one_line(e: BaseException) -> str:
+    """The informative line of an error (the last line of an embedded traceback)."""
+    if isinstance(e, KeyError) and not isinstance(e.__cause__, Exception):
+        return f"unknown config field {e.args[0]!r} (the schema is leakjax/config.py)"
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    if len(lines) == 1 and lines[0].strip("\"'").isidentifier():  # ml_collections' KeyError
+        return f"unknown config field {lines[0].strip(chr(34) + chr(39))!r} (schema: leakjax/config.py)"
+    if not lines:
+        return type(e).__name__
+    if any(ln.startswith("Traceback") for ln in lines):
+        tail = lines[-1]
+        head = lines[0].split(":")[0]  # "flag --config=..."
+        return f"{head}: {tail}" if head.startswith("flag") else tail
+    if len(lines) > 1 and any("No such file" in ln for ln in lines):
+        return f"config file not found: {lines[-1]}"
+    return " ".join(lines)
+
+
+def _parse(argv):
+    """absl's parser, but a bad flag / config file / override is one line and exit 2."""
+    try:
+        return flags.FLAGS(argv)
+    except Exception as e:  # noqa: BLE001 - flags.Error, config file errors, bad overrides
+        _fail(_one_line(e))
+
+
 def entry() -> None:
-    app.run(main)
+    app.run(main, flags_parser=_parse)
 
 
 if __name__ == "__main__":
