@@ -83,7 +83,8 @@ def _one_line(e: BaseException) -> str:
         return f"unknown config field {e.args[0]!r} (the schema is leakjax/config.py)"
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     if len(lines) == 1 and lines[0].strip("\"'").isidentifier():  # ml_collections' KeyError
-        return f"unknown config field {lines[0].strip(chr(34) + chr(39))!r} (schema: leakjax/config.py)"
+        field = lines[0].strip("\"'")
+        return f"unknown config field {field!r} (schema: leakjax/config.py)"
     if not lines:
         return type(e).__name__
     if any(ln.startswith("Traceback") for ln in lines):
