@@ -18,6 +18,9 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (a get_config() .py file).", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "New or empty directory for all outputs.")
+_RESUME = flags.DEFINE_bool(
+    "resume", False, "Continue an interrupted run in --workdir (same config)."
+)
 _DEBUG = flags.DEFINE_bool("debug", False, "Run without jit (jax.disable_jit) and with NaN checks.")
 _CACHE = flags.DEFINE_string(
     "jax_cache_dir",
@@ -54,13 +57,15 @@ def main(argv) -> None:
         if _DEBUG.value:
             jax.config.update("jax_debug_nans", True)
             with jax.disable_jit():
-                summary = experiment.run(_CONFIG.value, _WORKDIR.value)
+                summary = experiment.run(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value)
         else:
-            summary = experiment.run(_CONFIG.value, _WORKDIR.value)
+            summary = experiment.run(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value)
     except ConfigError as e:  # includes DataError
         _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     except NumericalError as e:
         _fail(str(e), code=3)
+    except KeyboardInterrupt as e:  # includes attacks.base.Interrupted (SIGINT / SIGTERM)
+        _fail(f"{e or 'interrupted'}; continue with the same flags plus --resume", code=130)
     keys = (
         "attack",
         "mode",

@@ -71,6 +71,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.attack.simulation = "exact"  # exact | reference
     c.attack.remat = False
     c.attack.success_psnr = 19.0
+    c.attack.checkpoint_every = 1000  # attacks longer than this checkpoint every K steps
 
     c.output = ml_collections.ConfigDict()
     c.output.grid_images = 16
@@ -148,6 +149,7 @@ def validate(config) -> None:
     _positive("attack.lr", a.lr)
     _positive("attack.tv", a.tv, allow_zero=True)
     _positive("attack.success_psnr", a.success_psnr)
+    _positive("attack.checkpoint_every", a.checkpoint_every, integer=True)
     spec.check(a)
 
 

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import pathlib
 import platform
+import shutil
 import sys
 import time
 from importlib import metadata
@@ -22,12 +23,13 @@ from importlib import metadata
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import serialization
 
 from leakjax import attacks, data, metrics, models, report
 from leakjax import labels as labels_lib
 from leakjax.config import resolve_rounds, validate
-from leakjax.fl import FLSettings, client_mesh, simulate
-from leakjax.observation import GroundTruth, gradient_observation, stack
+from leakjax.fl import ClientHParams, FLSettings, client_mesh, simulate
+from leakjax.observation import GroundTruth, Observation, gradient_observation, stack, to_host
 from leakjax.types import ConfigError, NumericalError
 
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "evosax", "ml-collections")
@@ -173,7 +175,85 @@ def fixed_labels(p: Prepared, obs, truth, key):
     return None
 
 
-def attack_observations(p: Prepared, observations, truths, key, *, progress=True):
+def _save_fl_cache(path, variables, history, observations, truths) -> None:
+    """FL results for --resume: plain nested dicts of arrays in msgpack (no pickle)."""
+    payload = {
+        "variables": to_host(variables),
+        "history": np.frombuffer(json.dumps(history).encode(), np.uint8),
+        "n": np.int64(len(observations)),
+    }
+    for i, (o, t) in enumerate(zip(observations, truths, strict=True)):
+        payload[f"obs_{i}"] = {
+            "variables": o.variables,
+            "update": o.update,
+            "variables_after": o.variables_after if o.variables_after is not None else {},
+            "lr": np.float32(o.hp.lr),
+            "momentum": np.float32(o.hp.momentum),
+            "weight_decay": np.float32(o.hp.weight_decay),
+            "epochs": np.int64(o.hp.epochs),
+            "batch_size": np.int64(o.hp.batch_size),
+            "num_samples": np.int64(o.num_samples),
+            "round": np.int64(o.round),
+            "client_id": np.int64(o.client_id),
+            "mode": np.frombuffer(o.mode.encode(), np.uint8),
+            "images": np.asarray(t.images),
+            "labels": np.asarray(t.labels),
+        }
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(serialization.msgpack_serialize(jax.tree.map(np.asarray, payload)))
+    tmp.replace(path)
+
+
+def _load_fl_cache(path):
+    raw = serialization.msgpack_restore(pathlib.Path(path).read_bytes())
+    history = json.loads(bytes(np.asarray(raw["history"])).decode())
+    observations, truths = [], []
+    for i in range(int(raw["n"])):
+        r = raw[f"obs_{i}"]
+        hp = ClientHParams(
+            lr=float(r["lr"]),
+            momentum=float(r["momentum"]),
+            weight_decay=float(r["weight_decay"]),
+            epochs=int(r["epochs"]),
+            batch_size=int(r["batch_size"]),
+        )
+        observations.append(
+            Observation(
+                variables=r["variables"],
+                update=r["update"],
+                variables_after=r["variables_after"] or None,
+                hp=hp,
+                mode=bytes(np.asarray(r["mode"])).decode(),
+                num_samples=int(r["num_samples"]),
+                round=int(r["round"]),
+                client_id=int(r["client_id"]),
+            )
+        )
+        truths.append(GroundTruth(images=np.asarray(r["images"]), labels=np.asarray(r["labels"])))
+    return raw["variables"], history, observations, truths
+
+
+def _check_resume(config, workdir: pathlib.Path) -> None:
+    cfg_file = workdir / "config.json"
+    if not cfg_file.is_file():
+        raise ConfigError(f"--resume: {str(workdir)!r} has no config.json of an earlier run")
+    if (workdir / "metrics.json").exists():
+        raise ConfigError(f"--resume: the run in {str(workdir)!r} already finished")
+    old = json.loads(cfg_file.read_text())
+    old.pop("_meta", None)
+    new = json.loads(config.to_json_best_effort())
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if diff:
+        raise ConfigError(
+            f"--resume: the config differs from the earlier run's in {diff}; use the same config"
+        )
+
+
+def attack_observations(
+    p: Prepared, observations, truths, key, *, progress=True, checkpoint_dir=None, resume=False
+):
     """Run the configured attack on every observation; returns per-trial result dicts."""
     a = p.config.attack
     lo, hi = data.box(p.mean, p.std)
@@ -202,14 +282,25 @@ def attack_observations(p: Prepared, observations, truths, key, *, progress=True
             chunk=int(a.chunk),
             progress=progress,
             name=f"{a.name}:{a.mode}:n={n}x{len(idx)}",
+            checkpoint=None if checkpoint_dir is None else checkpoint_dir / f"attack_n{n}.msgpack",
+            checkpoint_every=int(a.checkpoint_every) if a.steps > a.checkpoint_every else 0,
+            resume=resume,
         )
         for j, i in enumerate(idx):
             out[i] = {"result": res, "trial": j}
     return out
 
 
-def run(config, workdir, *, progress: bool | None = None) -> dict:
+def run(config, workdir, *, progress: bool | None = None, resume: bool = False) -> dict:
     """Run one experiment and write its results into ``workdir``.
+
+    Args:
+      config: the experiment config (`leakjax.config.base_config` schema).
+      workdir: a new or empty directory (or, with ``resume``, an interrupted run's).
+      progress: print progress lines (default: ``config.output.progress``).
+      resume: continue an interrupted run in ``workdir`` (same config): the FL results
+        are reloaded from its cache and each attack from its last checkpoint; the
+        results equal those of an uninterrupted run.
 
     Returns the summary dict (also written to metrics.json['summary']).
     Raises ConfigError / DataError (nothing written) for bad input, and
@@ -217,24 +308,32 @@ def run(config, workdir, *, progress: bool | None = None) -> dict:
     """
     t_start = time.perf_counter()
     workdir = pathlib.Path(workdir)
-    if workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
+    if resume:
+        _check_resume(config, workdir)
+    elif workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
         raise ConfigError(
-            f"workdir {str(workdir)!r} exists and is not empty; choose a new --workdir"
+            f"workdir {str(workdir)!r} exists and is not empty; choose a new --workdir "
+            "(or pass --resume to continue an interrupted run)"
         )
     p = prepare(config)
     if progress is None:
         progress = bool(config.output.progress)
     a, f = config.attack, config.fl
-    workdir = report.prepare_workdir(workdir)
-    resolved = json.loads(config.to_json_best_effort())
-    resolved["_meta"] = {"versions": versions(), "device": device_info(), "argv": sys.argv}
-    report.write_json(workdir / "config.json", resolved)
+    ckdir = workdir / "checkpoints"
+    if not resume:
+        workdir = report.prepare_workdir(workdir)
+        resolved = json.loads(config.to_json_best_effort())
+        resolved["_meta"] = {"versions": versions(), "device": device_info(), "argv": sys.argv}
+        report.write_json(workdir / "config.json", resolved)
 
     key = jax.random.key(int(config.seed))
     sim_key, attack_key = jax.random.split(key)
     rng = np.random.default_rng(int(config.seed) + 1)
     t0 = time.perf_counter()
-    if f.rounds > 0:
+    fl_cache = ckdir / "fl.msgpack"
+    if resume and fl_cache.exists():
+        variables, history, observations, truths = _load_fl_cache(fl_cache)
+    elif f.rounds > 0:
         att_rounds = resolve_rounds(a.rounds, f.rounds) if a.mode == "fedavg" else ()
         sim = simulate(
             p.model,
@@ -259,11 +358,15 @@ def run(config, workdir, *, progress: bool | None = None) -> dict:
         history, observations, truths = {"round": [0]}, [], []
     fl_seconds = time.perf_counter() - t0
     report.write_json(workdir / "fl_history.json", history)
+    if not (resume and fl_cache.exists()):
+        _save_fl_cache(fl_cache, variables, history, observations, truths)
     if a.mode == "gradient":
         observations, truths = _gradient_observations(p, variables, rng)
 
     t0 = time.perf_counter()
-    outcomes = attack_observations(p, observations, truths, attack_key, progress=progress)
+    outcomes = attack_observations(
+        p, observations, truths, attack_key, progress=progress, checkpoint_dir=ckdir, resume=resume
+    )
     attack_seconds = time.perf_counter() - t0
 
     per_client, arrays, grid_t, grid_r, grid_lt, grid_lp, grid_psnr = [], {}, [], [], [], [], []
@@ -358,6 +461,7 @@ def run(config, workdir, *, progress: bool | None = None) -> dict:
             if k in history:
                 acc_curves[k] = (history["round"], history[k])
         report.plot_curves(workdir / "fl_accuracy.png", acc_curves, "round", "accuracy")
+    shutil.rmtree(ckdir, ignore_errors=True)  # results are complete; checkpoints are spent
     if all_failed:
         raise NumericalError(
             f"{a.name}: every attacked client's reconstruction hit NaN/Inf "
