@@ -46,6 +46,50 @@ def _metrics(wd):
     return m
 
 
+def _small_config():
+    cfg = _quick()
+    cfg.fl.num_clients = 40
+    cfg.fl.rounds = 1
+    cfg.attack.clients = 1
+    cfg.attack.steps = 120
+    cfg.attack.chunk = 20
+    cfg.attack.checkpoint_every = 20
+    return cfg
+
+
+def test_interrupt_and_resume_in_process_equals_uninterrupted(tmp_path, monkeypatch):
+    from leakjax.attacks.base import Interrupted
+    from leakjax.progress import Progress
+
+    full = tmp_path / "full"
+    experiment.run(_small_config(), full, progress=False)
+
+    original = Progress.update
+
+    def update(self, done, **fields):
+        original(self, done, **fields)
+        if self.unit == "step" and done == 60:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(Progress, "update", update)
+    part = tmp_path / "part"
+    with pytest.raises(Interrupted):
+        experiment.run(_small_config(), part, progress=False)
+    monkeypatch.setattr(Progress, "update", original)
+    assert not (part / "metrics.json").exists()
+    assert (part / "checkpoints" / "fl.msgpack").exists()
+    with pytest.raises(ConfigError, match="attack"):
+        cfg = _small_config()
+        cfg.attack.lr = 0.5
+        experiment.run(cfg, part, progress=False, resume=True)
+    experiment.run(_small_config(), part, progress=False, resume=True)
+    assert _metrics(part) == _metrics(full)
+    assert not (part / "checkpoints").exists()
+    with pytest.raises(ConfigError, match="already finished"):
+        experiment.run(_small_config(), part, progress=False, resume=True)
+
+
+@pytest.mark.slow
 def test_kill_and_resume_equals_uninterrupted_and_runs_are_deterministic(tmp_path):
     full = tmp_path / "full"
     out = subprocess.run(
