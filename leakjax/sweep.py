@@ -1,0 +1,174 @@
+"""Run many experiment configs and tabulate them.
+
+    leakjax-sweep --configs='configs/paper/*.py:cpu' --workdir=runs/study
+
+Each config runs in its own sub-workdir (named after the file); a failing config is
+recorded with its error and the sweep goes on. Outputs in ``--workdir``:
+``results.csv`` and ``results.md`` (one row per experiment: attack, data set, model,
+clients, batch size, local epochs, images attacked, PSNR mean/median, SSIM, label
+accuracy, success rate, wall seconds, device, status), ``contact_sheet.png`` (every
+experiment's grid.png) and ``fl_accuracy.png`` (accuracy vs round, one line per
+experiment with an FL history; the paper's Fig. 48 when run on its configs).
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import json
+import pathlib
+import sys
+import time
+import traceback
+
+from absl import app, flags
+
+COLUMNS = (
+    "experiment",
+    "status",
+    "attack",
+    "mode",
+    "dataset",
+    "model",
+    "num_clients",
+    "batch_size",
+    "local_epochs",
+    "images_attacked",
+    "psnr_mean",
+    "psnr_median",
+    "ssim_mean",
+    "label_accuracy",
+    "success_rate",
+    "final_test_acc",
+    "wall_seconds",
+    "device",
+    "error",
+)
+
+
+def load_config(spec: str):
+    """``path.py[:preset]`` -> the ConfigDict its ``get_config(preset)`` returns."""
+    path, _, preset = spec.partition(":")
+    p = pathlib.Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    mod_spec = importlib.util.spec_from_file_location(f"leakjax_cfg_{p.stem}", p)
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    return mod.get_config(preset) if preset else mod.get_config()
+
+
+def expand(patterns: str) -> list[str]:
+    """Comma-separated globs, each optionally followed by ``:preset``."""
+    specs = []
+    for pat in [s for s in patterns.split(",") if s.strip()]:
+        path, sep, preset = pat.strip().partition(":")
+        files = sorted(glob.glob(path)) or [path]
+        specs += [f + (sep + preset if sep else "") for f in files]
+    return specs
+
+
+def run_sweep(specs: list[str], workdir, *, progress: bool = True) -> list[dict]:
+    """Run every config spec into ``workdir/<stem>``; returns the result rows."""
+    from leakjax import experiment, report
+
+    root = pathlib.Path(workdir)
+    if root.exists() and any(root.iterdir()):
+        from leakjax.types import ConfigError
+
+        raise ConfigError(f"workdir {str(root)!r} exists and is not empty; choose a new --workdir")
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for spec in specs:
+        name = pathlib.Path(spec.partition(":")[0]).stem
+        wd = root / name
+        row = {"experiment": name, "status": "ok"}
+        t0 = time.perf_counter()
+        print(f"=== {spec} -> {wd}", flush=True)
+        try:
+            cfg = load_config(spec)
+            summary = experiment.run(cfg, wd, progress=progress)
+            row.update({k: summary.get(k) for k in COLUMNS if k in summary})
+        except Exception as e:  # noqa: BLE001 - record and go on
+            row["status"] = "failed"
+            row["error"] = f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]
+            row["wall_seconds"] = round(time.perf_counter() - t0, 1)
+            (root / f"{name}.error.txt").write_text(traceback.format_exc())
+            print(f"!!! {spec} failed: {row['error']}", flush=True)
+        rows.append({k: row.get(k) for k in COLUMNS})
+        report.write_csv(root / "results.csv", rows)
+        report.write_markdown_table(root / "results.md", rows, columns=list(COLUMNS))
+    contact_sheet(root, [r["experiment"] for r in rows])
+    fl_accuracy_plot(root, [r["experiment"] for r in rows])
+    return rows
+
+
+def contact_sheet(root: pathlib.Path, names: list[str]) -> None:
+    """One picture with every experiment's grid.png, titled by experiment."""
+    import numpy as np
+    from PIL import Image
+
+    from leakjax import report
+
+    images, titles = [], []
+    for n in names:
+        g = root / n / "grid.png"
+        if g.is_file():
+            with Image.open(g) as im:
+                im = im.convert("RGB")
+                im.thumbnail((480, 480))
+                canvas = Image.new("RGB", (480, 480), "white")
+                canvas.paste(im, (0, 0))
+                images.append(np.asarray(canvas, np.float32) / 255.0)
+                titles.append(n)
+    if images:
+        report.save_image_grid(
+            root / "contact_sheet.png", np.stack(images), title=" | ".join(titles)[:200]
+        )
+
+
+def fl_accuracy_plot(root: pathlib.Path, names: list[str]) -> None:
+    """Accuracy vs round from each experiment's fl_history.json (the paper's Fig. 48)."""
+    from leakjax import report
+
+    curves = {}
+    for n in names:
+        h = root / n / "fl_history.json"
+        if h.is_file():
+            hist = json.loads(h.read_text())
+            key = "local_test_acc" if "local_test_acc" in hist else "test_acc"
+            if key in hist and len(hist["round"]) > 1:
+                curves[n] = (hist["round"], hist[key])
+    if curves:
+        report.plot_curves(root / "fl_accuracy.png", curves, "round", "accuracy (local test)")
+
+
+_CONFIGS = flags.DEFINE_string("configs", None, "Comma-separated config globs, each [:preset].")
+_WORKDIR = flags.DEFINE_string("workdir", None, "New or empty directory for the sweep.")
+
+
+def main(argv) -> None:
+    del argv
+    if not _CONFIGS.value or not _WORKDIR.value:
+        print("leakjax-sweep: error: --configs and --workdir are required", file=sys.stderr)
+        sys.exit(2)
+    from leakjax.types import ConfigError
+
+    try:
+        rows = run_sweep(expand(_CONFIGS.value), _WORKDIR.value)
+    except ConfigError as e:
+        print(f"leakjax-sweep: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    failed = [r["experiment"] for r in rows if r["status"] != "ok"]
+    print(f"{len(rows) - len(failed)}/{len(rows)} experiments ok; results in {_WORKDIR.value}")
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+        sys.exit(1)
+
+
+def entry() -> None:
+    app.run(main)
+
+
+if __name__ == "__main__":
+    entry()
