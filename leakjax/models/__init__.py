@@ -1,0 +1,12 @@
+"""Models attacked in the benchmark of arXiv 2409.19301, by name.
+
+``get(name, num_classes, input_shape)`` returns a :class:`Model` with pure ``init``, ``apply``
+and ``features``; ``names()`` lists what is registered. Convolutions come in several
+implementations (:mod:`leakjax.models.conv`); "auto" picks the fastest for the backend.
+"""
+
+from leakjax.models.conv import IMPLS as CONV_IMPLS
+from leakjax.models.conv import tune_host_allocator
+from leakjax.models.registry import Model, get, names, param_count
+
+__all__ = ["CONV_IMPLS", "Model", "get", "names", "param_count", "tune_host_allocator"]

@@ -1,50 +1,62 @@
 """2-D convolution and pooling with interchangeable, twice-differentiable implementations.
 
-XLA's CPU backend runs ``lax.conv_general_dilated`` (and, above all, its gradients with respect
-to the input and the kernel) far below the machine's matmul throughput. Gradient-inversion
-attacks (DLG, arXiv 1906.08935; Inverting Gradients, arXiv 2003.14053; DLF, arXiv 2202.05165)
-differentiate through gradients of convolutional networks thousands of times, so the
-convolution's speed decides how long an attack takes. This module offers the same convolution
-computed in several ways; all of them are built from pure ``jnp``/``lax`` ops, so they can be
-differentiated any number of times (in particular grad-of-grad with respect to the input):
+Gradient-inversion attacks (DLG, Zhu et al., arXiv 1906.08935; Inverting Gradients, Geiping et
+al., arXiv 2003.14053; DLF, Dimitrov et al., arXiv 2202.05165) differentiate through gradients
+of convolutional networks thousands of times, so how fast a convolution and its derivatives
+run decides how long an attack takes. On XLA's CPU backend the forward convolution and its
+input gradient are fast, but the kernel gradient (a convolution with the batch as contracting
+dimension) runs 5-15x slower than the same product as a matmul. The implementations here give
+the same values (to float32 rounding) and can all be differentiated repeatedly:
 
-- ``"xla"``: ``lax.conv_general_dilated`` (the reference; the fastest on GPU).
-- ``"im2col"``: pad, take the ``kh * kw`` shifted (strided) windows with ``lax.slice``,
-  concatenate them along channels and do one matmul with the kernel reshaped to
-  ``[kh * kw * cin, cout]``. The backward pass is one matmul per operand plus pads/adds.
-- ``"patches"``: the same matmul, with ``lax.conv_general_dilated_patches`` building the patches.
-- ``"shifted"``: the sum of ``kh * kw`` matmuls, one per shifted window (no patch tensor).
+- ``"xla"``: ``lax.conv_general_dilated`` with XLA's own derivatives (the one for GPUs).
+- ``"hybrid"``: a ``custom_vjp`` whose forward and input gradient are XLA convolutions and whose
+  kernel gradient is one matmul ``patches(x)^T @ g``; the rules call the custom function
+  recursively, so grad-of-grad never meets XLA's slow kernel-gradient convolution either.
+  Reverse mode only (``grad``, ``vjp``, grad-of-grad); ``jvp``/``jacfwd`` raise.
+- ``"im2col"``: pad, take the ``kh * kw`` (strided) windows with ``lax.slice``, concatenate
+  them along channels and do one matmul with the kernel reshaped to ``[kh * kw * cin, cout]``;
+  plain autodiff, so forward mode works too.
+- ``"patches"``: the same matmul, with ``lax.conv_general_dilated_patches`` building patches.
+- ``"shifted"``: the sum of ``kh * kw`` matmuls, one per window (no patch tensor).
 
 ``"auto"`` picks per backend (:func:`resolve_impl`) the one measured fastest by
-``python -m benchmarks.conv_impl`` (see BUILD_NOTES.md). Pooling has the same choice
-(:func:`max_pool`, :func:`avg_pool`): non-overlapping windows that tile the input are computed
-as a reshape and a reduction, which avoids XLA's ``select_and_scatter`` gradient of
-``reduce_window``.
+``python -m benchmarks.conv_impl`` (BUILD_NOTES.md has the table). Pooling takes the same
+``impl`` (:func:`max_pool`, :func:`avg_pool`): with anything but "xla", non-overlapping windows
+are a reshape and a reduction instead of ``reduce_window`` (whose max gradient is
+``select_and_scatter``).
+
+On CPU, glibc ``mmap``s every large intermediate buffer anew and the page faults cost as much as
+the arithmetic; :func:`tune_host_allocator` avoids that.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
+import sys
 from collections.abc import Sequence
+from functools import partial
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from leakjax.types import Array, ConfigError
 
-IMPLS = ("auto", "xla", "im2col", "patches", "shifted")
+IMPLS = ("auto", "xla", "hybrid", "im2col", "patches", "shifted")
 
-# Measured fastest on each backend (benchmarks/conv_impl.py); anything not listed uses "xla".
-_AUTO = {"cpu": "im2col"}
+# Measured fastest per backend (benchmarks/conv_impl.py); backends not listed use "xla".
+_AUTO = {"cpu": "hybrid"}
 
 Padding = str | int | Sequence[tuple[int, int]]
+_DN = ("NHWC", "HWIO", "NHWC")
 
 
 def resolve_impl(impl: str) -> str:
-    """Returns the concrete implementation name for ``impl`` ("auto" resolved per backend).
+    """Returns the concrete implementation for ``impl`` ("auto" resolved for the backend).
 
     Args:
         impl: one of :data:`IMPLS`.
@@ -74,7 +86,8 @@ def explicit_padding(
 ) -> tuple[tuple[int, int], tuple[int, int]]:
     """Converts "SAME"/"VALID"/an int/per-axis pairs to explicit ``((lo, hi), (lo, hi))``.
 
-    "SAME" follows XLA/TensorFlow (output size ``ceil(in / stride)``, extra padding at the end).
+    An int pads both sides of both axes, as ``torch.nn.Conv2d(padding=p)``. "SAME" follows
+    XLA (output ``ceil(n / stride)``, odd padding at the end; differs from torch at stride 2).
 
     Raises:
         ConfigError: an unknown padding string.
@@ -84,11 +97,10 @@ def explicit_padding(
         if mode == "VALID":
             return ((0, 0), (0, 0))
         if mode != "SAME":
-            raise ConfigError(f"padding={padding!r} is not one of SAME, VALID, int, pairs")
+            raise ConfigError(f"padding={padding!r} is not one of SAME, VALID, an int, pairs")
         pads = []
         for n, k, s in zip(in_hw, kernel, strides, strict=True):
-            out = -(-n // s)
-            total = max((out - 1) * s + k - n, 0)
+            total = max((-(-n // s) - 1) * s + k - n, 0)
             pads.append((total // 2, total - total // 2))
         return (pads[0], pads[1])
     if isinstance(padding, int):
@@ -97,10 +109,8 @@ def explicit_padding(
     return ((int(a), int(b)), (int(c), int(d)))
 
 
-def _windows(
-    x: Array, kernel_hw: tuple[int, int], strides: tuple[int, int], pads
-) -> tuple[list[Array], int, int]:
-    """The ``kh * kw`` strided windows of padded ``x`` (row-major over the kernel)."""
+def _windows(x: Array, kernel_hw: tuple[int, int], strides: tuple[int, int], pads) -> list[Array]:
+    """The ``kh * kw`` strided windows of padded ``x``, row-major over the kernel taps."""
     kh, kw = kernel_hw
     sh, sw = strides
     if any(p for pair in pads for p in pair):
@@ -108,20 +118,99 @@ def _windows(
     b, h, w, c = x.shape
     ho = (h - kh) // sh + 1
     wo = (w - kw) // sw + 1
-    if ho <= 0 or wo <= 0:
-        raise ConfigError(f"conv input {h}x{w} (padded) is smaller than the kernel {kh}x{kw}")
-    wins = []
-    for i in range(kh):
-        for j in range(kw):
-            wins.append(
-                lax.slice(
-                    x,
-                    (0, i, j, 0),
-                    (b, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c),
-                    (1, sh, sw, 1),
-                )
-            )
-    return wins, ho, wo
+    return [
+        lax.slice(
+            x, (0, i, j, 0), (b, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c), (1, sh, sw, 1)
+        )
+        for i in range(kh)
+        for j in range(kw)
+    ]
+
+
+def _xla_conv(x, kernel, strides, pads):
+    return lax.conv_general_dilated(x, kernel, strides, pads, dimension_numbers=_DN)
+
+
+def _im2col_conv(x, kernel, strides, pads):
+    kh, kw, cin, cout = kernel.shape
+    wins = _windows(x, (kh, kw), strides, pads)
+    patches = wins[0] if len(wins) == 1 else jnp.concatenate(wins, axis=-1)
+    return patches @ kernel.reshape(kh * kw * cin, cout)
+
+
+def _patches_conv(x, kernel, strides, pads):
+    kh, kw, cin, cout = kernel.shape
+    patches = lax.conv_general_dilated_patches(x, (kh, kw), strides, pads, dimension_numbers=_DN)
+    # The patch features come ordered (cin, kh, kw).
+    return patches @ jnp.transpose(kernel, (2, 0, 1, 3)).reshape(cin * kh * kw, cout)
+
+
+def _shifted_conv(x, kernel, strides, pads):
+    kh, kw, cin, cout = kernel.shape
+    wins = _windows(x, (kh, kw), strides, pads)
+    taps = kernel.reshape(kh * kw, cin, cout)
+    out = wins[0] @ taps[0]
+    for t in range(1, kh * kw):
+        out = out + wins[t] @ taps[t]
+    return out
+
+
+def _wgrad(x, g, kernel_shape, strides, pads):
+    """Kernel gradient ``patches(x)^T @ g`` as one matmul, ``[kh, kw, cin, cout]``."""
+    kh, kw, cin, cout = kernel_shape
+    wins = _windows(x, (kh, kw), strides, pads)
+    patches = wins[0] if len(wins) == 1 else jnp.concatenate(wins, axis=-1)
+    return (patches.reshape(-1, kh * kw * cin).T @ g.reshape(-1, cout)).reshape(kernel_shape)
+
+
+def _input_grad(g, kernel, x_hw, strides, pads):
+    """Input gradient: a stride-1 convolution of the (dilated) ``g`` with the flipped kernel."""
+    kh, kw = kernel.shape[:2]
+    (sh, sw), (h, w), (ho, wo) = strides, x_hw, g.shape[1:3]
+    lo_h, lo_w = kh - 1 - pads[0][0], kw - 1 - pads[1][0]
+    hi_h = h - ((ho - 1) * sh + 1) - lo_h + kh - 1
+    hi_w = w - ((wo - 1) * sw + 1) - lo_w + kw - 1
+    flipped = jnp.swapaxes(kernel[::-1, ::-1], 2, 3)
+    if (sh, sw) == (1, 1) and min(lo_h, hi_h, lo_w, hi_w) >= 0:
+        return _hybrid_conv(g, flipped, (1, 1), ((lo_h, hi_h), (lo_w, hi_w)))
+    dims = ((0, 0, 0), (lo_h, hi_h, sh - 1), (lo_w, hi_w, sw - 1), (0, 0, 0))
+    g = lax.pad(g, jnp.zeros((), g.dtype), dims)
+    return _hybrid_conv(g, flipped, (1, 1), ((0, 0), (0, 0)))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _hybrid_conv(x, kernel, strides, pads):
+    return _xla_conv(x, kernel, strides, pads)
+
+
+def _hybrid_fwd(x, kernel, strides, pads):
+    # Residuals: the inputs, plus (as pytree structure, so static) which gradients are needed.
+    # The primal calls the custom function itself, so that when this forward pass is
+    # differentiated again (grad-of-grad) it goes through these rules, not XLA's.
+    y = _hybrid_conv(x.value, kernel.value, strides, pads)
+    need = (() if x.perturbed else None, () if kernel.perturbed else None)
+    return y, (x.value, kernel.value, need)
+
+
+def _hybrid_bwd(strides, pads, res, g):
+    x, kernel, (need_dx, need_dk) = res
+    if isinstance(g, SymbolicZero):
+        return None, None
+    dx = None if need_dx is None else _input_grad(g, kernel, x.shape[1:3], strides, pads)
+    dk = None if need_dk is None else _wgrad(x, g, kernel.shape, strides, pads)
+    return dx, dk
+
+
+_hybrid_conv.defvjp(_hybrid_fwd, _hybrid_bwd, symbolic_zeros=True)
+
+
+_CONVS = {
+    "xla": _xla_conv,
+    "hybrid": _hybrid_conv,
+    "im2col": _im2col_conv,
+    "patches": _patches_conv,
+    "shifted": _shifted_conv,
+}
 
 
 def conv2d(
@@ -131,60 +220,47 @@ def conv2d(
     padding: Padding = "SAME",
     impl: str = "auto",
 ) -> Array:
-    """2-D cross-correlation of NHWC ``x`` with an HWIO ``kernel`` (as ``torch.nn.Conv2d``).
+    """2-D cross-correlation of NHWC ``x`` with an HWIO ``kernel``, as ``torch.nn.Conv2d``.
 
     Args:
         x: input ``[B, H, W, Cin]``.
         kernel: ``[kh, kw, Cin, Cout]``.
         strides: an int or ``(sh, sw)``.
-        padding: "SAME", "VALID", an int (symmetric) or ``((lo, hi), (lo, hi))``.
+        padding: "SAME", "VALID", an int (both sides) or ``((lo, hi), (lo, hi))``.
         impl: one of :data:`IMPLS`.
 
     Returns:
         ``[B, Ho, Wo, Cout]``; every impl gives the same values up to float32 rounding.
     """
     impl = resolve_impl(impl)
-    kh, kw, cin, cout = kernel.shape
+    kh, kw = kernel.shape[:2]
     strides = _pair(strides)
     pads = explicit_padding(padding, x.shape[1:3], (kh, kw), strides)
-    if impl == "xla":
-        return lax.conv_general_dilated(
-            x, kernel, strides, pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    _windows_check(x.shape, (kh, kw), pads)
+    return _CONVS[impl](x, kernel, strides, pads)
+
+
+def _windows_check(shape, kernel_hw, pads) -> None:
+    h = shape[1] + sum(pads[0])
+    w = shape[2] + sum(pads[1])
+    if h < kernel_hw[0] or w < kernel_hw[1]:
+        raise ConfigError(
+            f"input_shape: conv input {h}x{w} (padded) is smaller than its kernel "
+            f"{kernel_hw[0]}x{kernel_hw[1]}"
         )
-    if impl == "patches":
-        patches = lax.conv_general_dilated_patches(
-            x, (kh, kw), strides, pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
-        )
-        # Patch features are ordered (cin, kh, kw).
-        w = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(cin * kh * kw, cout)
-        return patches @ w
-    if kh == kw == 1 and impl in ("im2col", "shifted"):
-        wins, _, _ = _windows(x, (1, 1), strides, pads)
-        return wins[0] @ kernel.reshape(cin, cout)
-    wins, _, _ = _windows(x, (kh, kw), strides, pads)
-    if impl == "im2col":
-        patches = jnp.concatenate(wins, axis=-1)
-        return patches @ kernel.reshape(kh * kw * cin, cout)
-    if impl == "shifted":
-        taps = kernel.reshape(kh * kw, cin, cout)
-        out = wins[0] @ taps[0]
-        for t in range(1, kh * kw):
-            out = out + wins[t] @ taps[t]
-        return out
-    raise AssertionError(impl)
 
 
 def _tiles(x: Array, window: tuple[int, int], strides: tuple[int, int], padding) -> bool:
     pads = explicit_padding(padding, x.shape[1:3], window, strides)
-    no_pad = not any(p for pair in pads for p in pair)
-    return no_pad and tuple(window) == tuple(strides)
+    return not any(p for pair in pads for p in pair) and tuple(window) == tuple(strides)
 
 
 def _blocks(x: Array, window: tuple[int, int]) -> Array:
     b, h, w, c = x.shape
     kh, kw = window
     ho, wo = h // kh, w // kw
-    x = x[:, : ho * kh, : wo * kw, :]
+    if (ho * kh, wo * kw) != (h, w):  # floor mode: drop the last rows / columns
+        x = x[:, : ho * kh, : wo * kw, :]
     return x.reshape(b, ho, kh, wo, kw, c)
 
 
@@ -195,11 +271,11 @@ def max_pool(
     padding: Padding = "VALID",
     impl: str = "auto",
 ) -> Array:
-    """Max pooling over NHWC ``x`` (``torch.nn.MaxPool2d`` with floor mode).
+    """Max pooling over NHWC ``x``, as ``torch.nn.MaxPool2d`` (floor mode).
 
     With ``impl`` other than "xla" and non-overlapping windows (``window == strides``, no
-    padding), the pool is a reshape plus a max reduction. Its gradient splits evenly among tied
-    maxima where ``reduce_window``'s picks one; the two agree wherever the maximum is unique.
+    padding), the pool is a reshape and a max reduction. Its gradient is split evenly among tied
+    maxima where ``reduce_window``'s goes to one of them; they agree where the max is unique.
     """
     window = _pair(window)
     strides = window if strides is None else _pair(strides)
@@ -215,7 +291,7 @@ def avg_pool(
     padding: Padding = "VALID",
     impl: str = "auto",
 ) -> Array:
-    """Average pooling over NHWC ``x`` (``torch.nn.AvgPool2d``, padding counted as zeros)."""
+    """Average pooling over NHWC ``x``, as ``torch.nn.AvgPool2d`` (padding counts as zeros)."""
     window = _pair(window)
     strides = window if strides is None else _pair(strides)
     if resolve_impl(impl) != "xla" and _tiles(x, window, strides, padding):
@@ -234,8 +310,10 @@ def _adaptive_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 
 def adaptive_avg_pool(x: Array, output_hw: int | Sequence[int]) -> Array:
-    """``torch.nn.AdaptiveAvgPool2d`` on NHWC ``x``: bin ``k`` averages rows
-    ``[floor(k * n / o), ceil((k + 1) * n / o))``, so it also upsamples (1x1 -> 7x7 replicates).
+    """``torch.nn.AdaptiveAvgPool2d`` on NHWC ``x``.
+
+    Output bin ``k`` of an axis of length ``n`` averages ``[floor(k n / o), ceil((k + 1) n / o))``,
+    so ``o > n`` upsamples by replication (1x1 -> 7x7 copies the one value).
     """
     oh, ow = _pair(output_hw)
     _, h, w, _ = x.shape
@@ -248,37 +326,99 @@ def adaptive_avg_pool(x: Array, output_hw: int | Sequence[int]) -> Array:
     return jnp.einsum("ph,bhwc,qw->bpqc", mh, x, mw)
 
 
+def _lowbias32(h: Array) -> Array:
+    """A 32-bit integer hash with low bias (C. Wellons' "lowbias32" constants)."""
+    h = h ^ (h >> 16)
+    h = h * jnp.uint32(0x7FEB352D)
+    h = h ^ (h >> 15)
+    h = h * jnp.uint32(0x846CA68B)
+    return h ^ (h >> 16)
+
+
+def hash_bits(key: Array, shape: Sequence[int]) -> Array:
+    """uint32 random bits of ``shape``: a counter hashed with the key's words.
+
+    Initialization draws one tensor per parameter, and XLA:CPU compiles every
+    ``jax.random.uniform`` (threefry) instance separately and slowly (about 0.5 s each, growing
+    with their number: ResNet-18's init took ~14 s to compile). Hashing a counter with the
+    per-parameter key that flax derives (itself threefry) compiles to one small elementwise
+    fusion and gives well-mixed, reproducible bits, plenty for weight initialization.
+    """
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    words = jnp.ravel(key).astype(jnp.uint32)
+    s0, s1 = words[0], words[1 % words.shape[0]]
+    for w in range(2, words.shape[0]):
+        s1 = s1 ^ _lowbias32(words[w] + jnp.uint32(w))
+    n = math.prod(shape)
+    c = lax.iota(jnp.uint32, n) + s0 * jnp.uint32(0x9E3779B9)
+    return _lowbias32(_lowbias32(c) ^ s1).reshape(tuple(shape))
+
+
+def hash_uniform(key: Array, shape: Sequence[int], lo: float, hi: float) -> Array:
+    """float32 ``U(lo, hi)`` of ``shape`` from :func:`hash_bits` (24-bit resolution)."""
+    u = (hash_bits(key, shape) >> 8).astype(jnp.float32) * (1.0 / (1 << 24))
+    return lo + (hi - lo) * u
+
+
+def hash_normal(key: Array, shape: Sequence[int], std: float) -> Array:
+    """float32 ``N(0, std^2)`` of ``shape`` from :func:`hash_bits` (inverse CDF)."""
+    # (k + 0.5) / 2^23 is exact in float32 and strictly inside (0, 1): no infinite tails.
+    u = ((hash_bits(key, shape) >> 9).astype(jnp.float32) + 0.5) * (1.0 / (1 << 23))
+    return std * math.sqrt(2.0) * lax.erf_inv(2.0 * u - 1.0)
+
+
 def torch_uniform_init(fan_in: int) -> nn.initializers.Initializer:
-    """``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``: torch's default for Conv/Linear weights
+    """``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, torch's default for Conv/Linear weights
     (``kaiming_uniform_(a=sqrt(5))``) and biases."""
     bound = 1.0 / math.sqrt(max(fan_in, 1))
 
     def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
+        return hash_uniform(key, shape, -bound, bound).astype(dtype)
+
+    return init
+
+
+def normal_init(std: float) -> nn.initializers.Initializer:
+    """``N(0, std^2)`` (torch's ``nn.init.normal_``)."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return hash_normal(key, shape, std).astype(dtype)
+
+    return init
+
+
+def kaiming_normal_fan_out_init() -> nn.initializers.Initializer:
+    """torch's ``kaiming_normal_(mode="fan_out", nonlinearity="relu")`` for HWIO kernels:
+    ``N(0, 2 / (kh * kw * cout))``."""
+
+    def init(key, shape, dtype=jnp.float32):
+        fan_out = math.prod(shape[:-2]) * shape[-1]
+        return hash_normal(key, shape, math.sqrt(2.0 / fan_out)).astype(dtype)
 
     return init
 
 
 class Conv(nn.Module):
-    """2-D convolution with ``nn.Conv``'s parameter layout and torch's default init.
+    """2-D convolution with ``nn.Conv``'s parameters and torch's default init.
 
-    Parameters: ``kernel [kh, kw, Cin, Cout]`` and (if ``use_bias``) ``bias [Cout]``.
+    Parameters: ``kernel [kh, kw, Cin, Cout]`` and, with ``use_bias``, ``bias [Cout]``.
 
     Attributes:
         features: output channels.
         kernel_size: an int or ``(kh, kw)``.
         strides: an int or ``(sh, sw)``.
-        padding: "SAME", "VALID", an int or explicit pairs.
+        padding: an int (both sides, as torch), "SAME", "VALID" or explicit pairs.
         use_bias: add a bias.
-        impl: convolution implementation, one of :data:`IMPLS`.
-        kernel_init: overrides torch's ``U(+-1/sqrt(fan_in))`` kernel init.
-        bias_init: overrides torch's ``U(+-1/sqrt(fan_in))`` bias init.
+        impl: implementation, one of :data:`IMPLS`.
+        kernel_init: replaces torch's ``U(+-1/sqrt(fan_in))`` kernel init.
+        bias_init: replaces torch's ``U(+-1/sqrt(fan_in))`` bias init.
     """
 
     features: int
     kernel_size: int | Sequence[int] = 3
     strides: int | Sequence[int] = 1
-    padding: Padding = "SAME"
+    padding: Padding = 0
     use_bias: bool = True
     impl: str = "auto"
     kernel_init: nn.initializers.Initializer | None = None
@@ -294,24 +434,60 @@ class Conv(nn.Module):
         )
         y = conv2d(x, kernel, self.strides, self.padding, self.impl)
         if self.use_bias:
-            bias = self.param("bias", self.bias_init or default, (self.features,), jnp.float32)
-            y = y + bias
+            y = y + self.param("bias", self.bias_init or default, (self.features,), jnp.float32)
         return y
 
 
 def dense(
     x: Array,
     features: int,
-    name: str | None = None,
+    name: str,
     kernel_init: nn.initializers.Initializer | None = None,
     bias_init: nn.initializers.Initializer | None = None,
 ) -> Array:
-    """Applies an ``nn.Dense`` with torch's ``nn.Linear`` default init (call inside compact)."""
+    """Applies an ``nn.Dense`` with torch's ``nn.Linear`` default init (inside a compact call)."""
     default = torch_uniform_init(x.shape[-1])
-    layer = nn.Dense(
-        features,
-        kernel_init=kernel_init or default,
-        bias_init=bias_init or default,
-        name=name,
-    )
-    return layer(x)
+    return nn.Dense(
+        features, kernel_init=kernel_init or default, bias_init=bias_init or default, name=name
+    )(x)
+
+
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -2, -3, -8
+
+
+def tune_host_allocator() -> bool:
+    """Keeps big host buffers in glibc's heap instead of a fresh ``mmap`` per allocation.
+
+    XLA:CPU allocates every intermediate anew; above glibc's mmap threshold (and always in the
+    per-thread arenas of XLA's worker threads) each one is ``mmap``-ed and its pages faulted in
+    on first touch, which on the 2-core test VM costs as much as the arithmetic (the CIFAR cnn
+    training step: ~200 ms -> ~125 ms). This sets, process-wide, ``M_ARENA_MAX=1``, an mmap
+    threshold of 1 GiB, no trimming and a 256 MiB top pad: the same as starting Python with
+    ``MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=2147483647
+    MALLOC_TOP_PAD_=268435456``. Call it early (before XLA starts its threads); it affects only
+    the memory allocator, never results.
+
+    Returns:
+        True if glibc accepted the settings; False elsewhere (non-Linux, musl), a no-op.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    ok = True
+    for param, value in (
+        (_M_ARENA_MAX, 1),
+        (_M_MMAP_THRESHOLD, 1 << 30),
+        (_M_TRIM_THRESHOLD, 2**31 - 1),
+        (_M_TOP_PAD, 256 << 20),
+    ):
+        ok = bool(libc.mallopt(param, value)) and ok
+    return ok
+
+
+def check_tap(return_features: str | None, denses: Sequence[str]) -> None:
+    """Raises unless ``return_features`` is None or the name of one of the model's Denses."""
+    if return_features is not None and return_features not in denses:
+        raise ConfigError(f"features layer={return_features!r} is not one of {', '.join(denses)}")
