@@ -39,6 +39,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict()
     c.model.name = "cnn"
     c.model.conv_impl = "auto"
+    c.model.imprint_bins = 0  # > 0: prepend RTF's imprint block with this many bins
+    c.model.imprint_distribution = "laplace"  # laplace | gaussian | uniform (its bin quantiles)
 
     c.fl = ml_collections.ConfigDict()
     c.fl.num_clients = 10
@@ -113,6 +115,14 @@ def validate(config) -> None:
     _positive("data.max_train", d.max_train, allow_zero=True, integer=True)
     _positive("data.image_size", d.image_size, allow_zero=True, integer=True)
     _choice("model.name", m.name, models.names())
+    _positive("model.imprint_bins", m.get("imprint_bins", 0), allow_zero=True, integer=True)
+    if m.get("imprint_bins", 0) == 1:
+        raise ConfigError("model.imprint_bins must be 0 (no imprint block) or >= 2, got 1")
+    _choice(
+        "model.imprint_distribution",
+        m.get("imprint_distribution", "laplace"),
+        ("laplace", "gaussian", "uniform"),
+    )
     _positive("fl.num_clients", f.num_clients, integer=True)
     if not 0 < f.client_fraction <= 1:
         raise ConfigError(f"fl.client_fraction must be in (0, 1], got {f.client_fraction!r}")
@@ -128,6 +138,8 @@ def validate(config) -> None:
     _positive("fl.num_devices", f.num_devices, allow_zero=True, integer=True)
     _choice("attack.name", a.name, attacks.names())
     spec = attacks.get(a.name)
+    if a.name == "rtf" and not m.get("imprint_bins", 0):
+        raise ConfigError("attack.name='rtf' needs model.imprint_bins > 0 (RTF's imprint block)")
     _choice("attack.mode", a.mode, ATTACK_MODES)
     if a.mode not in spec.modes:
         raise ConfigError(

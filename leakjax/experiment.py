@@ -125,6 +125,14 @@ def prepare(config) -> Prepared:
         ds.info.image_shape,
         conv_impl=config.model.conv_impl,
     )
+    if config.model.get("imprint_bins", 0) > 0:  # Robbing the Fed's imprint block (attacks.rtf)
+        from leakjax.models import imprint
+
+        model = imprint.wrap(
+            model,
+            bins=int(config.model.imprint_bins),
+            distribution=str(config.model.get("imprint_distribution", "laplace")),
+        )
     settings = FLSettings(
         rounds=int(f.rounds),
         client_fraction=float(f.client_fraction),

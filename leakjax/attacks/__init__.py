@@ -1,17 +1,26 @@
 """Privacy attacks on federated learning: registry, run loop, losses."""
 
-from leakjax.attacks import inverting_gradients, losses
+from leakjax.attacks import cpa, dlf, dlg, grnn, idlg, inverting_gradients, losses, rtf
 from leakjax.attacks.base import Attack, Reconstruction, RunResult, run
 from leakjax.attacks.registry import AttackSpec, get, names, register
 
 register(inverting_gradients.SPEC)
+register(dlg.SPEC)
+register(idlg.SPEC)
+register(dlf.SPEC)
+register(grnn.SPEC)
+register(rtf.SPEC)
+register(cpa.SPEC)
+register(cpa.SPEC_FI)
 
 __all__ = [
     "Attack",
     "AttackSpec",
     "Reconstruction",
     "RunResult",
+    "dlf",
     "get",
+    "grnn",
     "inverting_gradients",
     "losses",
     "names",

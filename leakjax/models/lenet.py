@@ -10,6 +10,8 @@ easy to invert.
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 
 from leakjax.models import conv as C
 from leakjax.types import Array
@@ -43,3 +45,49 @@ class LeNet(nn.Module):
         if return_features == "head":
             return x
         return C.dense(x, self.num_classes, "head")
+
+
+def _uniform_half(key, shape, dtype=jnp.float32):
+    """U(-0.5, 0.5), the DLG authors' initialization of every weight and bias."""
+    return jax.random.uniform(key, shape, dtype, -0.5, 0.5)
+
+
+class LeNetDLG(nn.Module):
+    """The sigmoid LeNet of the DLG paper (Zhu et al. 2019, arXiv 1906.08935, their code).
+
+    Three Conv5x5(12) with padding 2 and strides 2, 2, 1, each followed by a sigmoid, then the
+    head on the flattened features (32x32 -> 8x8x12 = 768); no pooling. Every weight and bias is
+    initialized U(-0.5, 0.5) as the DLG authors do: large weights keep the sigmoid features
+    input-dependent, so one gradient pins the image down. (With torch's default init, as the
+    reference's max-pooled ``lenet``, the features are nearly constant and gradient matching
+    plateaus around 12-13 dB; BUILD_NOTES.md.)
+
+    Attributes:
+        num_classes: logits.
+        impl: convolution implementation.
+    """
+
+    num_classes: int
+    impl: str = "auto"
+
+    @nn.compact
+    def __call__(
+        self, x: Array, train: bool = False, mask=None, return_features: str | None = None
+    ) -> Array:
+        C.check_tap(return_features, ("head",))
+        for i, stride in enumerate((2, 2, 1)):
+            conv = C.Conv(
+                12,
+                5,
+                strides=stride,
+                padding=2,
+                impl=self.impl,
+                kernel_init=_uniform_half,
+                bias_init=_uniform_half,
+                name=f"conv{i + 1}",
+            )
+            x = nn.sigmoid(conv(x))
+        x = x.reshape(x.shape[0], -1)
+        if return_features == "head":
+            return x
+        return C.dense(x, self.num_classes, "head", _uniform_half, _uniform_half)

@@ -2,9 +2,9 @@
 
 The attacked models of Zhu, Huang, Xie, "Privacy Attack in Federated Learning is Not Easy: An
 Experimental Study" (arXiv 2409.19301), by the names its reference code uses: cnn, cnn3, mlp,
-fc2, lenet, resnet18, vgg16. Everything outside this package sees a model only through
-:class:`Model`: pure ``init`` / ``apply`` / ``features`` over variable pytrees, the last linear
-layer always the ``nn.Dense`` named ``"head"``.
+fc2, lenet, resnet18, vgg16; plus lenet_dlg, the DLG paper's own LeNet. Everything outside this
+package sees a model only through :class:`Model`: pure ``init`` / ``apply`` / ``features`` over
+variable pytrees, the last linear layer always the ``nn.Dense`` named ``"head"``.
 """
 
 from __future__ import annotations
@@ -130,6 +130,11 @@ _REGISTRY: dict[str, _Entry] = {
     "lenet": _Entry(
         lambda n, s, impl: lenet.LeNet(n, impl=impl),
         lambda o: 16,
+        lambda o: False,
+    ),
+    "lenet_dlg": _Entry(
+        lambda n, s, impl: lenet.LeNetDLG(n, impl=impl),
+        lambda o: 4,
         lambda o: False,
     ),
     "resnet18": _Entry(

@@ -1,0 +1,496 @@
+"""DLF: Data Leakage in Federated Averaging (Dimitrov, Balunovic, Konstantinov, Vechev 2022,
+TMLR, https://arxiv.org/abs/2206.12395), as benchmarked by Zhu, Huang, Xie
+(https://arxiv.org/abs/2409.19301, Figs. 8, 21, 44, 45).
+
+The attacker reconstructs a FedAvg client's whole local set (N = ``obs.num_samples`` images)
+from ``theta_0 - theta_T``:
+
+- **Simulation.** The client's E epochs x ceil(N/B) minibatch SGD steps are re-run with
+  `leakjax.fl.client_update` (the library's one local-training loop) on the dummies, with
+  the client's public hyperparameters (lr of the round, momentum, weight decay, batch
+  size; ``simulation='exact'``) or the reference's simplification (no momentum or weight
+  decay; ``simulation='reference'``), and the simulated update is matched to the observed
+  one in a layer-weighted squared L2 distance (w_l = e^{-l} for layer l, normalised so
+  w_0 = 1, `losses.exp_layer_weights`), both divided by the lr and the sum divided by the
+  steps per epoch, times a curriculum factor going geometrically from ``fac_start`` to
+  ``fac_end`` over the first half of the steps.
+- **Epoch copies and the epoch order-invariant prior** (the paper's second idea). The real
+  client reshuffles its data every epoch and the attacker does not know the orders, so
+  the images of every epoch are separate variables: ``x`` has shape [E, N, H, W, C]; epoch
+  e's batches are consecutive slices of copy e. The copies are related by a prior that
+  is invariant to the order inside each copy: for a permutation-invariant set function g,
+  ``mean_{e, e'} mean((g(X_e) - g(X_e'))**2)``. ``order_prior='max_conv'`` (the paper's
+  and the reference's default) takes g = elementwise max over the set of a *fixed* random
+  3x3 convolution's features (drawn once per restart from its key); 'mean_conv', 'max'
+  and 'mean' are the other set functions, and 'matching' penalises the mean squared
+  distance between each copy and the first after optimal (Hungarian) matching of its
+  images within each label. All are 0 when the copies hold the same images in any order.
+- **Final reconstruction.** Each copy is matched to the first (Hungarian, squared L2,
+  within labels) and the matched images are averaged (the paper's merge of epochs).
+- **Priors on the images**: L1 total variation and a clip prior (squared distance of the
+  pixels, in [0, 1] image space, to the valid range; computed from the data's box, so it
+  works with any normalization).
+- **Labels** are fixed and must be given to `make` (from a label-count method such as
+  ``attack.labels='dimitrov'``, sorted by class, or the truth under 'oracle'). The
+  attacker does not know which sample sits in which batch: with ``shuffle_labels`` the
+  labels are placed in one random order per restart (the original implementation's
+  choice) and every epoch copy uses that order; labels of shape [E, N] give each copy its
+  own order (used with the true orders in tests).
+
+Simplifications, documented: when N is not a multiple of B and E > 1, the epochs are
+simulated as E chained one-epoch `client_update` calls (a `lax.scan`), which restarts the
+momentum buffer at each epoch boundary (exact for momentum 0); otherwise the simulation is
+exactly the client's (one `client_update` over the concatenated copies). The reference's
+bugs are not reproduced (REFERENCE.md §5 item 4): it keeps one copy for E epochs, draws a
+new random convolution every step, and its clip prior needs --normalize.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from leakjax.attacks import losses
+from leakjax.attacks.base import Attack, Reconstruction
+from leakjax.attacks.registry import AttackSpec
+from leakjax.attacks.simulation import SIMULATIONS
+from leakjax.fl.client import ClientHParams, client_update, param_delta
+from leakjax.models.conv import conv2d
+from leakjax.types import Array, ConfigError
+
+ORDER_PRIORS = ("max_conv", "mean_conv", "max", "mean", "matching", "none")
+INITS = ("randn", "uniform")
+
+
+@dataclasses.dataclass(frozen=True)
+class DLFConfig:
+    """Hyperparameters (defaults: the reference's dlf.py and experiments/fed/dlf.sh).
+
+    Attributes:
+      lr: Adam step size on the images.
+      lr_final: the step size decays exponentially to ``lr * lr_final`` at the last step
+        (1.0: constant, the reference; the original implementation decays it).
+      tv: weight of the L1 total variation prior (`losses.tv_l1` over all copies). The
+        reference's 2e-4 is negligible next to the matching term (which is on the scale
+        of squared gradients); on CIFAR-10 with the untrained mlp, 2-5 works well.
+      clip: weight of the clip prior.
+      reorder: weight of the epoch order-invariant prior (used when E > 1).
+      order_prior: one of ORDER_PRIORS (see the module docstring).
+      conv_features: output channels of the random 3x3 convolution of the '*_conv' priors.
+      fac_start, fac_end: curriculum factor of the matching term, geometric from
+        ``fac_start`` to ``fac_end`` over the first half of the steps, then constant.
+      layer_weights: 'exp' (w_l = e^{-l}) or 'uniform'.
+      shuffle_labels: place [N] labels in a random order per restart (else as given).
+      init: 'randn' (the reference) or 'uniform' in the valid box.
+      boxed: project the images into the valid box after every step (not in the paper,
+        which relies on the clip prior; Inverting Gradients does it).
+      simulation: 'exact' or 'reference' (no momentum / weight decay in the simulation).
+      remat: rematerialize the simulated local steps (memory O(1) in the step count).
+    """
+
+    lr: float = 0.1
+    lr_final: float = 1.0
+    tv: float = 2e-4
+    clip: float = 10.0
+    reorder: float = 6.075
+    order_prior: str = "max_conv"
+    conv_features: int = 96
+    fac_start: float = 4.0
+    fac_end: float = 2.0
+    layer_weights: str = "exp"
+    shuffle_labels: bool = True
+    init: str = "randn"
+    boxed: bool = False
+    simulation: str = "exact"
+    remat: bool = False
+
+
+@struct.dataclass
+class DLFState:
+    x: Array  # per-epoch dummy copies, normalized [E, N, H, W, C]
+    y: Array  # int labels of every position of every copy [E, N]
+    proj: dict  # the random convolution of the '*_conv' priors ({} otherwise)
+    opt_state: optax.OptState
+    step: Array
+
+
+def check_config(cfg: DLFConfig, mode: str = "fedavg") -> None:
+    """One-line ConfigErrors for impossible settings."""
+    if mode != "fedavg":
+        raise ConfigError(f"attack.mode={mode!r}: DLF attacks FedAvg updates only ('fedavg')")
+    if cfg.order_prior not in ORDER_PRIORS:
+        raise ConfigError(f"attack.order_prior={cfg.order_prior!r} not in {ORDER_PRIORS}")
+    if cfg.simulation not in SIMULATIONS:
+        raise ConfigError(f"attack.simulation={cfg.simulation!r} not in {SIMULATIONS}")
+    if cfg.init not in INITS:
+        raise ConfigError(f"attack.init={cfg.init!r} not in {INITS}")
+    if cfg.layer_weights not in ("exp", "uniform"):
+        raise ConfigError(f"attack.layer_weights={cfg.layer_weights!r} not in ('exp', 'uniform')")
+    if cfg.lr <= 0:
+        raise ConfigError(f"attack.lr must be > 0, got {cfg.lr}")
+    if not 0 < cfg.lr_final <= 1:
+        raise ConfigError(f"attack.lr_final must be in (0, 1], got {cfg.lr_final}")
+    for name in ("tv", "clip", "reorder"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"attack.{name} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.fac_start <= 0 or cfg.fac_end <= 0:
+        raise ConfigError("attack.fac_start and attack.fac_end must be > 0")
+    if cfg.conv_features < 1:
+        raise ConfigError(f"attack.conv_features must be >= 1, got {cfg.conv_features}")
+
+
+# ----------------------------------------------------------------------------- matching
+
+
+def linear_sum_assignment(cost: Array) -> Array:
+    """Minimum-cost perfect matching of a square cost matrix, in JAX (jit/vmap-able).
+
+    The shortest-augmenting-path Hungarian algorithm (O(n^3)); exact for finite costs.
+
+    Args:
+      cost: [n, n].
+
+    Returns:
+      int32 [n]: the column matched to each row.
+    """
+    n = cost.shape[0]
+    dt = cost.dtype
+    big = jnp.asarray(jnp.finfo(dt).max / 4, dt)
+    a = jnp.zeros((n + 1, n + 1), dt).at[1:, 1:].set(cost)
+    cols = jnp.arange(n + 1)
+
+    def add_row(i, carry):
+        u, v, p, way = carry
+        p = p.at[0].set(i)
+
+        def body(s):
+            u, v, p, way, minv, used, j0 = s
+            used = used.at[j0].set(True)
+            i0 = p[j0]
+            cur = a[i0] - u[i0] - v
+            free = (~used) & (cols > 0)
+            better = free & (cur < minv)
+            minv = jnp.where(better, cur, minv)
+            way = jnp.where(better, j0, way)
+            masked = jnp.where(free, minv, big)
+            j1 = jnp.argmin(masked).astype(jnp.int32)
+            delta = masked[j1]
+            u = u.at[p].add(jnp.where(used, delta, jnp.zeros((), dt)))
+            v = jnp.where(used, v - delta, v)
+            minv = jnp.where(used, minv, minv - delta)
+            return u, v, p, way, minv, used, j1
+
+        s0 = (u, v, p, way, jnp.full((n + 1,), big, dt), jnp.zeros((n + 1,), bool), jnp.int32(0))
+        u, v, p, way, _, _, j0 = jax.lax.while_loop(lambda s: s[2][s[6]] != 0, body, s0)
+
+        def augment(s):
+            p, j0 = s
+            j1 = way[j0]
+            return p.at[j0].set(p[j1]), j1
+
+        p, _ = jax.lax.while_loop(lambda s: s[1] != 0, augment, (p, j0))
+        return u, v, p, way
+
+    zeros_f = jnp.zeros((n + 1,), dt)
+    zeros_i = jnp.zeros((n + 1,), jnp.int32)
+    _, _, p, _ = jax.lax.fori_loop(1, n + 1, add_row, (zeros_f, zeros_f, zeros_i, zeros_i))
+    return jnp.zeros((n,), jnp.int32).at[p[1:] - 1].set(jnp.arange(n, dtype=jnp.int32))
+
+
+def _pair_cost(a: Array, b: Array, ya: Array, yb: Array) -> Array:
+    """Mean squared distance between every image of ``a`` and of ``b`` [N, N]; pairs with
+    different labels cost more than any complete same-label matching."""
+    fa = a.reshape(a.shape[0], -1)
+    fb = b.reshape(b.shape[0], -1)
+    d = (jnp.sum(fa * fa, 1)[:, None] + jnp.sum(fb * fb, 1)[None, :] - 2.0 * fa @ fb.T) / fa.shape[
+        1
+    ]
+    d = jnp.maximum(d, 0.0)
+    penalty = 1.0 + a.shape[0] * jnp.max(d)
+    return d + penalty * (ya[:, None] != yb[None, :])
+
+
+def match_to_first(x: Array, y: Array) -> Array:
+    """Permutations aligning every epoch copy with the first.
+
+    Args:
+      x: [E, N, ...] copies; y: [E, N] labels.
+
+    Returns:
+      int32 [E, N]: ``x[e][perm[e]]`` is aligned with ``x[0]`` (perm[0] is the identity).
+    """
+    x = jax.lax.stop_gradient(x)
+    costs = jax.vmap(lambda b, yb: _pair_cost(x[0], b, y[0], yb))(x, y)
+    return jax.vmap(linear_sum_assignment)(costs)
+
+
+def merge_copies(x: Array, y: Array) -> Array:
+    """The final reconstruction: copies matched to the first and averaged, [N, ...]."""
+    if x.shape[0] == 1:
+        return x[0]
+    perm = match_to_first(x, y)
+    aligned = jax.vmap(lambda c, p: c[p])(x, perm)
+    return jnp.mean(aligned, axis=0)
+
+
+# ----------------------------------------------------------------------------- priors
+
+
+def random_projection(key, channels: int, features: int = 96) -> dict:
+    """A random 3x3 convolution (LeCun-normal kernel, zero bias) for the '*_conv' priors."""
+    kernel = jax.random.normal(key, (3, 3, channels, features)) / math.sqrt(9 * channels)
+    return {"kernel": kernel, "bias": jnp.zeros((features,))}
+
+
+def _project(x: Array, proj: dict) -> Array:
+    return conv2d(x, proj["kernel"], 1, "VALID") + proj["bias"]
+
+
+def order_invariant_prior(
+    x: Array, kind: str = "max_conv", proj: dict | None = None, y: Array | None = None
+) -> Array:
+    """The epoch order-invariant prior on per-epoch copies ``x`` [E, N, H, W, C].
+
+    Args:
+      x: the copies.
+      kind: 'max_conv' / 'mean_conv' (max / mean over each copy's images of a random
+        convolution's features, ``proj``), 'max' / 'mean' (of the pixels), 'matching'
+        (mean squared distance to the first copy after optimal matching within labels
+        ``y`` [E, N]; the matching itself is not differentiated), or 'none'.
+
+    Returns:
+      scalar >= 0; 0 when every copy holds the same images (in any order).
+    """
+    e = x.shape[0]
+    if kind == "none" or e == 1:
+        return jnp.zeros((), x.dtype)
+    if kind == "matching":
+        if y is None:
+            y = jnp.zeros(x.shape[:2], jnp.int32)
+        perm = match_to_first(x, y)
+        aligned = jax.vmap(lambda c, p: c[p])(x, perm)
+        return jnp.mean(jnp.square(aligned[1:] - x[0][None]))
+    feats = x
+    if kind.endswith("_conv"):
+        if proj is None:
+            raise ValueError(f"order_invariant_prior: kind={kind!r} needs a projection")
+        flat = x.reshape((-1,) + x.shape[2:])
+        f = _project(flat, proj)
+        feats = f.reshape(x.shape[:2] + f.shape[1:])
+    g = jnp.max(feats, axis=1) if kind.startswith("max") else jnp.mean(feats, axis=1)
+    return jnp.mean(jnp.square(g[:, None] - g[None, :]))
+
+
+def clip_prior(x: Array, lo: Array, hi: Array) -> Array:
+    """Sum over pixels of the batch-mean squared distance to [0, 1] (in image space)."""
+    flat = x.reshape((-1,) + x.shape[-3:])
+    u = (flat - lo) / (hi - lo)
+    return jnp.sum(jnp.mean(jnp.square(u - jnp.clip(u, 0.0, 1.0)), axis=0))
+
+
+def curriculum(step: Array, steps: int, start: float, end: float) -> Array:
+    """The reference's factor: ``start * alpha**(t+1)`` clamped at ``end``, with alpha
+    reaching ``end`` after half of the steps."""
+    half = max(steps // 2, 1)
+    alpha = (end / start) ** (1.0 / half)
+    f = start * alpha ** (step.astype(jnp.float32) + 1.0)
+    return jnp.maximum(f, end) if alpha < 1.0 else jnp.minimum(f, end)
+
+
+# ----------------------------------------------------------------------------- simulation
+
+
+def simulate(model, obs, x: Array, y: Array, simulation: str = "exact", remat: bool = False):
+    """``theta_0 - theta_T`` of the client's local training on per-epoch copies.
+
+    Epoch e trains on copy ``x[e]`` in its stored order (batches of ``obs.hp.batch_size``,
+    the last partial batch kept), through `leakjax.fl.client_update`.
+
+    Args:
+      model: `leakjax.models.Model`.
+      obs: fedavg `Observation`.
+      x: [E, N, H, W, C] copies (E = ``obs.hp.epochs``); y: [E, N] int labels.
+      simulation: 'exact' (the client's momentum and weight decay) or 'reference'.
+      remat: rematerialize each local step in the backward pass.
+    """
+    e, n = x.shape[:2]
+    hp = obs.hp
+    mom, wd = (0.0, 0.0) if simulation == "reference" else (hp.momentum, hp.weight_decay)
+    one = ClientHParams(lr=hp.lr, momentum=mom, weight_decay=wd, epochs=1, batch_size=hp.batch_size)
+    if e == 1 or n % hp.batch_size == 0:
+        # one scan over all E * N/B steps: exact (momentum carried across epochs)
+        flat_x = x.reshape((e * n,) + x.shape[2:])
+        flat_y = y.reshape((e * n,) + y.shape[2:])
+        after = client_update(
+            model.apply, obs.variables, flat_x, flat_y, None, None, one, remat=remat
+        )
+    else:
+        # partial last batches: chain one-epoch updates (momentum restarts each epoch)
+        def epoch(v, xy):
+            return client_update(model.apply, v, xy[0], xy[1], None, None, one, remat=remat), None
+
+        after, _ = jax.lax.scan(epoch, obs.variables, (x, y))
+    return param_delta(obs.variables, after)
+
+
+# ----------------------------------------------------------------------------- attack
+
+
+def make(obs, model, cfg: DLFConfig, *, steps: int, box, labels=None) -> Attack:
+    """DLF against one FedAvg observation.
+
+    Args:
+      obs: `leakjax.observation.Observation` in 'fedavg' mode.
+      model: `leakjax.models.Model` the client trains.
+      cfg: DLFConfig.
+      steps: number of optimization steps (sets the curriculum).
+      box: (lo, hi) per-channel bounds of valid normalized pixels.
+      labels: int labels [N] (class-sorted counts from a label method, or the truth) or
+        [E, N] (a label order per epoch copy). Required.
+
+    Returns:
+      `Attack`; ``result`` gives the merged reconstruction [N, H, W, C] and its labels.
+    """
+    check_config(cfg, obs.mode)
+    if labels is None:
+        raise ConfigError(
+            "attack.labels: DLF needs fixed labels; set attack.labels='oracle' or a label-count "
+            "method (e.g. 'dimitrov')"
+        )
+    e, n, b = int(obs.hp.epochs), int(obs.num_samples), int(obs.hp.batch_size)
+    labels = jnp.asarray(labels, jnp.int32)
+    if labels.shape not in ((n,), (e, n)):
+        raise ConfigError(
+            f"attack.labels: DLF got labels of shape {tuple(labels.shape)} for a client with "
+            f"{n} samples and {e} epochs (expected ({n},) or ({e}, {n}))"
+        )
+    shape = (e, n) + tuple(model.input_shape)
+    lo, hi = (jnp.asarray(v, jnp.float32) for v in box)
+    k_batches = math.ceil(n / b)
+    if cfg.layer_weights == "exp":
+        weights = losses.exp_layer_weights(obs.update)
+    else:
+        weights = jnp.ones((len(jax.tree.leaves(obs.update)),), jnp.float32)
+    weights = weights / jnp.square(jnp.asarray(obs.hp.lr, jnp.float32)) / k_batches
+    if cfg.lr_final == 1.0:
+        opt = optax.adam(cfg.lr)
+    else:
+        opt = optax.adam(optax.exponential_decay(cfg.lr, max(steps, 1), cfg.lr_final))
+    conv = cfg.order_prior.endswith("_conv") and e > 1
+
+    def terms(x, y, proj):
+        upd = simulate(model, obs, x, y, cfg.simulation, cfg.remat)
+        rec = losses.layer_weighted_l2(upd, obs.update, weights)
+        flat = x.reshape((e * n,) + x.shape[2:])
+        tv = losses.tv_l1(flat)
+        clip = clip_prior(flat, lo, hi)
+        inv = order_invariant_prior(x, cfg.order_prior, proj, y)
+        return rec, tv, clip, inv
+
+    def objective(x, y, proj, fac):
+        rec, tv, clip, inv = terms(x, y, proj)
+        total = fac * rec + cfg.tv * tv + cfg.clip * clip + cfg.reorder * inv
+        return total, {"match": rec, "order_prior": inv}
+
+    def init(key):
+        kx, ky, kp = jax.random.split(key, 3)
+        if cfg.init == "randn":
+            x = jax.random.normal(kx, shape)
+        else:
+            x = jax.random.uniform(kx, shape, minval=lo, maxval=hi)
+        if labels.ndim == 2:
+            y = labels
+        else:
+            y0 = labels[jax.random.permutation(ky, n)] if cfg.shuffle_labels else labels
+            y = jnp.tile(y0[None], (e, 1))
+        proj = random_projection(kp, shape[-1], cfg.conv_features) if conv else {}
+        return DLFState(x=x, y=y, proj=proj, opt_state=opt.init(x), step=jnp.int32(0))
+
+    def step(state, key):
+        del key
+        fac = curriculum(state.step, steps, cfg.fac_start, cfg.fac_end)
+        (loss, aux), g = jax.value_and_grad(objective, has_aux=True)(
+            state.x, state.y, state.proj, fac
+        )
+        updates, opt_state = opt.update(g, state.opt_state, state.x)
+        x = optax.apply_updates(state.x, updates)
+        if cfg.boxed:
+            x = jnp.clip(x, lo, hi)
+        new = state.replace(x=x, opt_state=opt_state, step=state.step + 1)
+        return new, {"loss": loss, **aux}
+
+    def result(state):
+        return Reconstruction(images=merge_copies(state.x, state.y), labels=state.y[0])
+
+    return Attack(init=init, step=step, result=result)
+
+
+def _check(acfg) -> None:
+    from leakjax import labels as labels_lib
+
+    allowed = ("oracle",) + tuple(labels_lib.METHODS)
+    if str(acfg.labels) not in allowed:
+        raise ConfigError(
+            f"attack.labels={acfg.labels!r}: DLF needs fixed labels, one of {allowed} "
+            "(e.g. 'dimitrov' or 'oracle')"
+        )
+    check_config(config_from(acfg), str(acfg.mode))
+
+
+def config_from(acfg) -> DLFConfig:
+    """DLFConfig from a config's ``attack`` group (keys other than lr/tv are optional)."""
+    d = DLFConfig()
+    return DLFConfig(
+        lr=float(acfg.lr),
+        lr_final=_opt(acfg, "lr_final", d.lr_final),
+        tv=float(acfg.tv),
+        clip=_opt(acfg, "clip", d.clip),
+        reorder=_opt(acfg, "reorder", d.reorder),
+        order_prior=_opt(acfg, "order_prior", d.order_prior),
+        conv_features=_opt(acfg, "conv_features", d.conv_features),
+        fac_start=_opt(acfg, "fac_start", d.fac_start),
+        fac_end=_opt(acfg, "fac_end", d.fac_end),
+        layer_weights=_opt(acfg, "layer_weights", d.layer_weights),
+        shuffle_labels=_opt(acfg, "shuffle_labels", d.shuffle_labels),
+        init=_opt(acfg, "init", d.init),
+        boxed=_opt(acfg, "boxed", d.boxed),
+        simulation=_opt(acfg, "simulation", d.simulation),
+        remat=_opt(acfg, "remat", d.remat),
+    )
+
+
+def _opt(acfg, key: str, default):
+    """``acfg.key`` (or ``default`` when absent) converted to ``type(default)``; a value of
+    the wrong type is a one-line ConfigError naming the key."""
+    value = acfg.get(key, default)
+    kind = type(default)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"attack.{key} must be True or False, got {value!r}")
+        return value
+    if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ConfigError(f"attack.{key} must be a number, got {value!r}")
+    if kind is int and int(value) != value:
+        raise ConfigError(f"attack.{key} must be an integer, got {value!r}")
+    if kind is str and not isinstance(value, str):
+        raise ConfigError(f"attack.{key} must be a string, got {value!r}")
+    return kind(value)
+
+
+def _build(obs, model, acfg, *, box, labels=None) -> Attack:
+    return make(obs, model, config_from(acfg), steps=int(acfg.steps), box=box, labels=labels)
+
+
+SPEC = AttackSpec(
+    name="dlf",
+    modes=("fedavg",),
+    kind="optimization",
+    build=_build,
+    check=_check,
+    paper="Dimitrov et al. 2022, Data Leakage in Federated Averaging, TMLR, arXiv:2206.12395",
+)
