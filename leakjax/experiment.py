@@ -388,7 +388,7 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
             rec_x,
             true_x,
             recon_labels=rec_y,
-            truth_labels=truth.labels,
+            truth_labels=None if rec_y is None else truth.labels,  # CPA/RTF give no labels
             ordered=obs.num_samples == 1,
             threshold=float(a.success_psnr),
             num_classes=p.model.num_classes,

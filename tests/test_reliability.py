@@ -255,3 +255,53 @@ def test_missing_group():
     with pytest.raises(ConfigError, match="data"):
         experiment.prepare(cfg)
     assert isinstance(base_config(), ml_collections.ConfigDict)
+
+
+def _nan_spec():
+    """A registered test attack whose images turn NaN at its 4th step (every restart)."""
+    import jax.numpy as jnp
+
+    from leakjax.attacks import Attack, AttackSpec, Reconstruction
+
+    def build(obs, model, acfg, *, box, labels=None):
+        shape = (obs.num_samples, *model.input_shape)
+
+        def init(key):
+            return {"x": jnp.zeros(shape), "t": jnp.int32(0)}
+
+        def step(state, key):
+            bad = state["t"] >= 3
+            x = jnp.where(bad, jnp.nan, state["x"] + 0.01)
+            return {"x": x, "t": state["t"] + 1}, {"loss": jnp.sum(x)}
+
+        return Attack(init, step, lambda s: Reconstruction(s["x"], None))
+
+    return AttackSpec("nan_test", ("gradient", "fedavg"), "optimization", build, lambda a: None, "")
+
+
+def test_all_restarts_failing_is_reported_and_raises(tmp_path):
+    """End to end: every restart of every attacked client hits NaN at step 3 -> metrics.json
+    records each failure with its step, says all failed, and the run raises NumericalError
+    (the CLI's exit status 3)."""
+    from leakjax import attacks
+    from leakjax.attacks import registry
+    from leakjax.types import NumericalError
+
+    attacks.register(_nan_spec())
+    try:
+        cfg = _quick()
+        cfg.fl.num_clients, cfg.fl.rounds = 40, 1
+        cfg.attack.name, cfg.attack.clients, cfg.attack.restarts = "nan_test", 2, 2
+        cfg.attack.steps, cfg.attack.chunk, cfg.attack.labels = 8, 4, "optimize"
+        wd = tmp_path / "wd"
+        with pytest.raises(NumericalError, match="every attacked client"):
+            experiment.run(cfg, wd, progress=False)
+    finally:
+        registry._REGISTRY.pop("nan_test", None)
+    m = json.loads((wd / "metrics.json").read_text())
+    assert m["summary"]["all_failed"] is True
+    per = m["clients"]
+    assert len(per) == 2
+    for c in per:
+        assert c["failed"] is True and c["failed_restarts"] == 2
+        assert c["failed_step"] == [3, 3]

@@ -28,7 +28,7 @@ from jax.sharding import PartitionSpec as P
 from leakjax import observation as obs_lib  # module import: observation imports fl.client
 from leakjax.fl.client import ClientHParams, client_update, param_delta
 from leakjax.progress import Progress
-from leakjax.types import ConfigError
+from leakjax.types import ConfigError, NumericalError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,7 +292,9 @@ def simulate(
         )
         loss = float(loss)
         if not np.isfinite(loss):
-            raise FloatingPointError(f"FedAvg training loss is {loss} at round {r}")
+            raise NumericalError(
+                f"FedAvg diverged: the mean training loss is {loss} at round {r} (lower fl.lr?)"
+            )
         before = obs_lib.to_host(variables)
         for j, cid in enumerate(att_ids):
             after = obs_lib.to_host(jax.tree.map(lambda a: a[j], att_vars))

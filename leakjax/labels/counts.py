@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from leakjax.labels.idlg import head_update
-from leakjax.types import ConfigError
+from leakjax.types import ConfigError, NumericalError
 
 #: which part of the head a count method reads: 'auto' (the bias when the head has one,
 #: else the kernel summed over its input dimension), 'bias' or 'kernel'.
@@ -159,7 +159,7 @@ def round_counts(raw, total: int) -> np.ndarray:
     """
     raw = np.asarray(raw, np.float64).reshape(-1)
     if not np.all(np.isfinite(raw)):
-        raise FloatingPointError(f"label counts are not finite: {raw}")
+        raise NumericalError(f"label counts are not finite: {raw}")
     c = np.maximum(raw, 0.0)
     if c.sum() <= 0:
         c = np.ones_like(c)
