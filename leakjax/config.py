@@ -74,6 +74,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.attack.remat = False
     c.attack.success_psnr = 19.0
     c.attack.checkpoint_every = 1000  # attacks longer than this checkpoint every K steps
+    # GGL (attacks/ggl.py): CMA-ES over a generator's latent space; steps = generations
+    c.attack.generator_path = ""  # train_generator checkpoint ('' = untrained, the ablation)
+    c.attack.generator_dim = 128  # untrained generator only: width
+    c.attack.latent_dim = 128  # untrained generator only: latent size
+    c.attack.generator_seed = 0  # untrained generator only: init seed
+    c.attack.population = 0  # codes per generation (0: 4 + floor(3 ln dim), CMA-ES default)
+    c.attack.es = "auto"  # cma | sep_cma | auto (cma up to 512 searched dims)
+    c.attack.sigma = 1.0  # initial CMA-ES step size
+    c.attack.kl_weight = 0.1  # weight of the KL prior on z
+    c.attack.population_chunk = 0  # 0: whole population in one vmap; k: lax.map over k-chunks
 
     c.output = ml_collections.ConfigDict()
     c.output.grid_images = 16

@@ -1,6 +1,6 @@
 """Privacy attacks on federated learning: registry, run loop, losses."""
 
-from leakjax.attacks import cpa, dlf, dlg, grnn, idlg, inverting_gradients, losses, rtf
+from leakjax.attacks import cpa, dlf, dlg, ggl, grnn, idlg, inverting_gradients, losses, rtf
 from leakjax.attacks.base import Attack, Reconstruction, RunResult, run
 from leakjax.attacks.registry import AttackSpec, get, names, register
 
@@ -12,6 +12,7 @@ register(grnn.SPEC)
 register(rtf.SPEC)
 register(cpa.SPEC)
 register(cpa.SPEC_FI)
+register(ggl.SPEC)
 
 __all__ = [
     "Attack",

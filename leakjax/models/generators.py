@@ -17,7 +17,8 @@ PyTorch generator in ``train()`` mode does) and is initialized like its PyTorch 
 convolutions through `leakjax.models.conv`, whose ``impl`` makes them fast on CPU) so that
 optimizing it from scratch behaves like the reference.
 
-`GENERATORS` maps names to classes (more generators, e.g. GGL's and DMGAN's, come later).
+`GENERATORS` maps names to classes (GRNN's, DMGAN's, GGL's); `save_generator` /
+`load_generator` write and read trained generators (msgpack checkpoints, no pickle).
 """
 
 from __future__ import annotations

@@ -1,0 +1,413 @@
+"""GGL: Generative Gradient Leakage (Li, Zhou, Liang, Lu, Chen, Chen, "Auditing Privacy
+Defenses in Federated Learning via Generative Gradient Leakage", CVPR 2022,
+https://arxiv.org/abs/2203.15696), as benchmarked by Zhu, Huang, Xie
+(https://arxiv.org/abs/2409.19301).
+
+Instead of optimizing pixels, GGL searches the latent space of a generator ``G`` trained on
+public data of the same domain (`leakjax.train_generator`) for a code ``z`` whose image
+produces the observed update:
+
+    F(z) = (1 / L) sum_l ||u_l(G(z), y) - u_l^obs||^2 + kl_weight * KL(z)
+
+with ``L`` the number of parameter tensors, ``y`` the label (iDLG's sign rule for one image,
+or labels given to the attack) and ``KL(z) = -1/2 (1 + log var(z) - mean(z)^2 - var(z))``,
+the divergence of N(mean(z), var(z)) (statistics over the entries of ``z``) from N(0, 1)
+that keeps ``z`` where the generator was trained (paper Eq. 5-6; the reference,
+attack/ggl.py:93-132, weight 0.1). ``F`` is minimized without gradients by CMA-ES (paper
+Sec. III-C; the reference calls nevergrad's CMA with a budget of 25000 evaluations, one
+candidate per ask/tell). Here the search is evosax's CMA-ES (or separable CMA-ES for large
+search spaces, ``es='auto'``), and one attack step is one *generation*: ask for
+``population`` codes, evaluate all their fitnesses in one vmapped call, tell. So
+`leakjax.attacks.run` scans generations and vmaps restarts and trials as for every other
+attack, and ``steps * population`` is the evaluation budget. The best code seen so far is
+kept in the state; the reconstruction is ``G(best z)``.
+
+The generator outputs [0, 1] pixels and is mapped into the data's normalized box,
+``x = lo + (hi - lo) * G(z)``; it runs in eval mode (running BatchNorm statistics), as in
+the reference. An empty ``generator_path`` uses an untrained generator (seeded), the
+paper's ablation (Sec. IV-J, Fig. 47 of the benchmark).
+
+Two modes (the update comes from `leakjax.attacks.simulation.simulated_update`):
+``gradient`` (one gradient at the observed weights) and ``fedavg`` (the client's local
+training re-run with `leakjax.fl.client_update` on the generated batch; both the simulated
+and the observed ``theta_0 - theta_T`` are divided by the round's lr, so that the L2 term
+is on a gradient's scale and ``kl_weight`` means what it means in gradient mode). Several
+images are searched jointly (``z`` is [B, d]); they need labels from the experiment
+(``attack.labels='oracle'`` or a `leakjax.labels` count method), and the KL term is
+summed over the images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from evosax.algorithms import CMA_ES, Sep_CMA_ES
+from flax import struct
+
+from leakjax.attacks import losses
+from leakjax.attacks.base import Attack, Reconstruction
+from leakjax.attacks.registry import AttackSpec
+from leakjax.attacks.simulation import SIMULATIONS, simulated_update
+from leakjax.labels.idlg import idlg_label
+from leakjax.models import generators
+from leakjax.types import Array, ConfigError
+
+LABEL_MODES = ("auto", "idlg", "fixed")
+STRATEGIES = ("auto", "cma", "sep_cma")
+# es='auto': full-covariance CMA-ES up to this many searched dimensions (one image with the
+# reference's 128-d latent), separable CMA-ES (diagonal covariance, O(d) per generation and
+# faster learning rates) above.
+FULL_CMA_MAX_DIM = 512
+_LOG_EPS = 1e-10  # the reference's guard inside log(var)
+
+
+@dataclasses.dataclass(frozen=True)
+class GGLConfig:
+    """Hyperparameters (defaults: the reference's attack/ggl.py and ggl_attack.py).
+
+    Attributes:
+      generator_path: a `leakjax.train_generator` checkpoint; '' = an untrained generator
+        (the paper's ablation).
+      generator_dim: width of the untrained generator (ignored with a checkpoint, whose
+        architecture is stored in it).
+      latent_dim: latent size of the untrained generator (ignored with a checkpoint).
+      generator_seed: seed of the untrained generator's initialization.
+      population: codes per generation; 0 = CMA-ES's default ``4 + floor(3 ln D)`` for the
+        searched dimension D (18 for one 128-d code, as nevergrad's CMA in the reference).
+      es: 'cma' (CMA-ES), 'sep_cma' (separable CMA-ES) or 'auto' (CMA-ES up to
+        `FULL_CMA_MAX_DIM` searched dimensions, Sep-CMA-ES above).
+      sigma: initial step size (the search starts at z = 0, as the reference).
+      kl_weight: weight of the KL prior on z (the reference: 0.1).
+      population_chunk: 0 = the whole population's fitness in one vmap; k > 0 = a
+        ``lax.map`` over chunks of k vmapped candidates (still one jitted call; bounds the
+        memory of the per-candidate updates, P x #params floats, for large models).
+      labels: 'auto' (the labels given to `make` if any, else iDLG's rule for one image),
+        'idlg', or 'fixed' (the labels given to `make`).
+      num_images: images searched (default: the observation's sample count).
+      simulation: fedavg mode: 'exact' or 'reference' (see `simulated_update`).
+    """
+
+    generator_path: str = ""
+    generator_dim: int = 128
+    latent_dim: int = 128
+    generator_seed: int = 0
+    population: int = 0
+    es: str = "auto"
+    sigma: float = 1.0
+    kl_weight: float = 0.1
+    population_chunk: int = 0
+    labels: str = "auto"
+    num_images: int | None = None
+    simulation: str = "exact"
+
+
+@struct.dataclass
+class GGLState:
+    es: Any  # the evolution strategy's state (mean, step size, covariance, paths)
+    best_z: Array  # best code found so far [B, d]
+    best_fitness: Array  # its fitness (inf before the first generation)
+    step: Array  # generations done
+
+
+def check_config(cfg: GGLConfig, mode: str) -> None:
+    """One-line ConfigErrors for impossible settings (a missing checkpoint included)."""
+    if mode not in ("gradient", "fedavg"):
+        raise ConfigError(f"attack.mode={mode!r} not in ('gradient', 'fedavg')")
+    if cfg.labels not in LABEL_MODES:
+        raise ConfigError(f"attack.labels={cfg.labels!r} not in {LABEL_MODES}")
+    if cfg.es not in STRATEGIES:
+        raise ConfigError(f"attack.es={cfg.es!r} not in {STRATEGIES}")
+    if cfg.simulation not in SIMULATIONS:
+        raise ConfigError(f"attack.simulation={cfg.simulation!r} not in {SIMULATIONS}")
+    if cfg.population < 0 or cfg.population == 1:
+        raise ConfigError(f"attack.population must be 0 (auto) or >= 2, got {cfg.population}")
+    if not cfg.sigma > 0:
+        raise ConfigError(f"attack.sigma must be > 0, got {cfg.sigma}")
+    if not cfg.kl_weight >= 0:
+        raise ConfigError(f"attack.kl_weight must be >= 0, got {cfg.kl_weight}")
+    if cfg.population_chunk < 0:
+        raise ConfigError(f"attack.population_chunk must be >= 0, got {cfg.population_chunk}")
+    for key in ("generator_dim", "latent_dim"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"attack.{key} must be >= 1, got {getattr(cfg, key)}")
+    if cfg.generator_seed < 0:
+        raise ConfigError(f"attack.generator_seed must be >= 0, got {cfg.generator_seed}")
+    if cfg.num_images is not None and cfg.num_images < 1:
+        raise ConfigError(f"attack.num_images must be >= 1, got {cfg.num_images}")
+    if cfg.generator_path and not pathlib.Path(cfg.generator_path).expanduser().is_file():
+        raise ConfigError(
+            f"attack.generator_path={cfg.generator_path!r}: no such file (train one with "
+            "python -m leakjax.train_generator, or use '' for an untrained generator)"
+        )
+
+
+def kl_prior(z: Array) -> Array:
+    """Sum over codes [B, d] of ``-1/2 (1 + log(var + 1e-10) - mean^2 - var)`` (the
+    reference's KLD, with mean and population variance over each code's entries)."""
+    mean = jnp.mean(z, axis=-1)
+    var = jnp.var(z, axis=-1)
+    return jnp.sum(-0.5 * (1.0 + jnp.log(var + _LOG_EPS) - jnp.square(mean) - var))
+
+
+def default_population(dim: int) -> int:
+    """CMA-ES's default population ``4 + floor(3 ln dim)`` (Hansen 2016, arXiv 1604.00772)."""
+    return 4 + int(3 * math.log(dim))
+
+
+def strategy_name(es: str, dim: int) -> str:
+    """'cma' or 'sep_cma' for ``attack.es`` and ``dim`` searched dimensions."""
+    if es == "auto":
+        return "cma" if dim <= FULL_CMA_MAX_DIM else "sep_cma"
+    return es
+
+
+@functools.lru_cache(maxsize=32)
+def _strategy(name: str, population: int, shape: tuple[int, int], sigma: float):
+    """The evosax strategy and its params (built eagerly, also when called under a trace,
+    and cached so that its jitted ask/tell are compiled once)."""
+    cls = {"cma": CMA_ES, "sep_cma": Sep_CMA_ES}[name]
+    with jax.ensure_compile_time_eval():
+        es = cls(population_size=population, solution=jnp.zeros(shape, jnp.float32))
+        params = es.default_params.replace(std_init=jnp.asarray(sigma, jnp.float32))
+    return es, params
+
+
+@functools.lru_cache(maxsize=4)
+def _read_checkpoint(path: str, mtime_ns: int, size: int):
+    del mtime_ns, size  # cache keys: a rewritten file is read again
+    return generators.load_generator(path, what="attack.generator_path")
+
+
+@functools.lru_cache(maxsize=8)
+def _untrained(image_shape: tuple[int, int, int], dim: int, latent_dim: int, seed: int):
+    module = generators.GGLGenerator(image_shape, dim=dim)
+    with jax.ensure_compile_time_eval():
+        variables = generators.init_generator(module, jax.random.key(seed), 2, latent_dim)
+    return module, jax.tree.map(np.asarray, variables)
+
+
+def load_generator(cfg: GGLConfig, image_shape) -> tuple[Any, Any, int]:
+    """The attack's generator: ``(module, variables (numpy), latent_dim)``.
+
+    From ``cfg.generator_path`` (a `leakjax.train_generator` checkpoint, read once and
+    cached; the arrays are exactly the saved ones), or, when it is '', an untrained
+    `GGLGenerator` initialized with ``cfg.generator_seed``.
+
+    Raises:
+      ConfigError naming attack.generator_path: missing or unreadable file, or a generator
+        whose images do not have the model's input shape.
+    """
+    shape = tuple(int(v) for v in image_shape)
+    if not cfg.generator_path:
+        module, variables = _untrained(
+            shape, int(cfg.generator_dim), int(cfg.latent_dim), int(cfg.generator_seed)
+        )
+        return module, variables, int(cfg.latent_dim)
+    path = pathlib.Path(cfg.generator_path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"attack.generator_path={cfg.generator_path!r}: no such file")
+    st = path.stat()
+    module, variables, info = _read_checkpoint(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    gen_shape = tuple(getattr(module, "image_shape", ()))
+    if gen_shape != shape:
+        raise ConfigError(
+            f"attack.generator_path={cfg.generator_path!r}: the generator makes {gen_shape} "
+            f"images but the model takes {shape}"
+        )
+    return module, variables, int(info["latent_dim"])
+
+
+def image_fn(module, variables, box):
+    """``z [B, d] -> G(z)`` in normalized pixels ``lo + (hi - lo) * G(z)`` (eval mode)."""
+    lo, hi = (jnp.asarray(b, jnp.float32) for b in box)
+
+    def images(z: Array) -> Array:
+        return lo + (hi - lo) * module.apply(variables, z, train=False)
+
+    return images
+
+
+def fitness_fn(obs, model, images, labels, cfg: GGLConfig):
+    """GGL's fitness of one candidate ``z [B, d] -> scalar``: mean squared update distance
+    per parameter tensor plus ``kl_weight * KL(z)`` (see the module docstring).
+
+    Args:
+      obs: the `Observation`.
+      model: the attacked `leakjax.models.Model`.
+      images: ``z -> normalized images`` (`image_fn`).
+      labels: int labels [B].
+      cfg: GGLConfig (kl_weight, simulation).
+    """
+    scale = 1.0 / jnp.asarray(obs.hp.lr, jnp.float32) if obs.mode == "fedavg" else 1.0
+    observed = jax.tree.map(lambda u: u * scale, obs.update)
+    num_tensors = len(jax.tree.leaves(observed))
+
+    def fitness(z: Array) -> Array:
+        upd = simulated_update(model, obs, images(z), labels, cfg.simulation)
+        upd = jax.tree.map(lambda u: u * scale, upd)
+        return losses.l2(upd, observed) / num_tensors + cfg.kl_weight * kl_prior(z)
+
+    return fitness
+
+
+def make(obs, model, cfg: GGLConfig, *, steps: int, box, labels=None) -> Attack:
+    """GGL against one observation.
+
+    Args:
+      obs: `leakjax.observation.Observation` ('gradient' or 'fedavg' mode).
+      model: `leakjax.models.Model` the client trains.
+      cfg: GGLConfig.
+      steps: generations (unused: no schedule; kept for the interface).
+      box: (lo, hi) per-channel bounds of valid normalized pixels.
+      labels: fixed int labels [B] (true or inferred upstream), or None.
+
+    Returns:
+      `Attack` whose step is one CMA-ES generation; ``result`` gives ``G(best z)`` (in the
+      box) and the labels used.
+    """
+    del steps
+    check_config(cfg, obs.mode)
+    num = int(cfg.num_images or obs.num_samples)
+    if obs.mode == "fedavg" and num != obs.num_samples:
+        raise ConfigError(
+            f"attack.num_images={num} but the client trained on {obs.num_samples} samples"
+        )
+    mode = cfg.labels
+    if mode == "auto":
+        mode = "fixed" if labels is not None else "idlg"
+    if mode == "idlg":
+        if num != 1:
+            raise ConfigError(
+                f"attack.labels: iDLG's rule gives one label but GGL searches {num} images; "
+                "use attack.labels='oracle' or a label-count method (e.g. 'geng')"
+            )
+        fixed = jnp.reshape(idlg_label(obs.update), (1,))
+    else:
+        if labels is None:
+            raise ConfigError("attack.labels: fixed labels requested but none were given")
+        fixed = jnp.asarray(labels, jnp.int32)
+        if fixed.shape != (num,):
+            raise ConfigError(f"attack.labels: got {tuple(fixed.shape)} labels for {num} images")
+
+    module, variables, latent = load_generator(cfg, model.input_shape)
+    shape = (num, latent)
+    dim = num * latent
+    population = int(cfg.population) or default_population(dim)
+    es, params = _strategy(strategy_name(cfg.es, dim), population, shape, float(cfg.sigma))
+    images = image_fn(module, variables, box)
+    fitness = fitness_fn(obs, model, images, fixed, cfg)
+    chunk = int(cfg.population_chunk)
+    if 0 < chunk < population:
+        evaluate = lambda pop: jax.lax.map(fitness, pop, batch_size=chunk)
+    else:
+        evaluate = jax.vmap(fitness)  # the whole population in one vmapped call
+
+    def init(key):
+        mean = jnp.zeros(shape, jnp.float32)  # the reference starts nevergrad's CMA at 0
+        return GGLState(
+            es=es.init(key, mean, params),
+            best_z=mean,
+            best_fitness=jnp.asarray(jnp.inf, jnp.float32),
+            step=jnp.int32(0),
+        )
+
+    def step(state, key):
+        k_ask, k_tell = jax.random.split(key)
+        pop, es_state = es.ask(k_ask, state.es, params)  # [P, B, d]
+        fit = evaluate(pop)  # [P]
+        fit = jnp.where(jnp.isnan(fit), jnp.inf, fit)
+        es_state, _ = es.tell(k_tell, pop, fit, es_state, params)
+        i = jnp.argmin(fit)
+        better = fit[i] < state.best_fitness
+        new = GGLState(
+            es=es_state,
+            best_z=jnp.where(better, pop[i], state.best_z),
+            best_fitness=jnp.where(better, fit[i], state.best_fitness),
+            step=state.step + 1,
+        )
+        return new, {"loss": new.best_fitness, "generation_best": fit[i]}
+
+    def result(state):
+        return Reconstruction(images=images(state.best_z), labels=fixed)
+
+    return Attack(init=init, step=step, result=result)
+
+
+def label_mode(config_labels: str) -> str:
+    """``attack.labels`` -> GGL's label mode (upstream labels arrive as fixed labels)."""
+    return config_labels if config_labels in ("auto", "idlg") else "fixed"
+
+
+def _get(acfg, key: str, default):
+    """``acfg.key`` (``default`` when absent) as ``type(default)``; a value of the wrong type
+    is a one-line ConfigError naming the key."""
+    value = acfg.get(key, default)
+    kind = type(default)
+    if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ConfigError(f"attack.{key} must be a number, got {value!r}")
+    if kind is int and int(value) != value:
+        raise ConfigError(f"attack.{key} must be an integer, got {value!r}")
+    if kind is str and not isinstance(value, str):
+        raise ConfigError(f"attack.{key} must be a string, got {value!r}")
+    return kind(value)
+
+
+def config_from(acfg) -> GGLConfig:
+    """GGLConfig from a config's ``attack`` group (keys: generator_path, generator_dim,
+    latent_dim, generator_seed, population, es, sigma, kl_weight, population_chunk, labels,
+    simulation)."""
+    d = GGLConfig()
+    return GGLConfig(
+        generator_path=_get(acfg, "generator_path", d.generator_path),
+        generator_dim=_get(acfg, "generator_dim", d.generator_dim),
+        latent_dim=_get(acfg, "latent_dim", d.latent_dim),
+        generator_seed=_get(acfg, "generator_seed", d.generator_seed),
+        population=_get(acfg, "population", d.population),
+        es=_get(acfg, "es", d.es),
+        sigma=_get(acfg, "sigma", d.sigma),
+        kl_weight=_get(acfg, "kl_weight", d.kl_weight),
+        population_chunk=_get(acfg, "population_chunk", d.population_chunk),
+        labels=label_mode(str(acfg.labels)),
+        simulation=_get(acfg, "simulation", d.simulation),
+    )
+
+
+def _check(acfg) -> None:
+    from leakjax import labels as labels_lib
+
+    allowed = ("auto", "idlg", "oracle") + tuple(labels_lib.METHODS)
+    if str(acfg.labels) not in allowed:
+        raise ConfigError(f"attack.labels={acfg.labels!r} is not one of {allowed}")
+    cfg = config_from(acfg)
+    check_config(cfg, str(acfg.mode))
+    batch = int(acfg.get("batch_size", 1))
+    if str(acfg.mode) == "gradient" and batch > 1 and cfg.labels != "fixed":
+        raise ConfigError(
+            f"attack.labels={acfg.labels!r}: iDLG's rule gives one label but the gradient holds "
+            f"attack.batch_size={batch} images; use 'oracle' or a label-count method"
+        )
+    if cfg.generator_path:  # read (and cache) it now: a bad file fails before any work
+        path = pathlib.Path(cfg.generator_path).expanduser()
+        st = path.stat()
+        _read_checkpoint(str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
+def _build(obs, model, acfg, *, box, labels=None) -> Attack:
+    return make(obs, model, config_from(acfg), steps=int(acfg.steps), box=box, labels=labels)
+
+
+SPEC = AttackSpec(
+    name="ggl",
+    modes=("gradient", "fedavg"),
+    kind="optimization",
+    build=_build,
+    check=_check,
+    paper="Li et al. 2022, Generative Gradient Leakage, CVPR, arXiv:2203.15696",
+)
