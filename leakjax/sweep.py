@@ -78,9 +78,14 @@ def run_sweep(specs: list[str], workdir, *, progress: bool = True) -> list[dict]
 
         raise ConfigError(f"workdir {str(root)!r} exists and is not empty; choose a new --workdir")
     root.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, used = [], set()
     for spec in specs:
-        name = pathlib.Path(spec.partition(":")[0]).stem
+        path, _, preset = spec.partition(":")
+        name = pathlib.Path(path).stem + (f"-{preset}" if preset else "")
+        base, k = name, 2
+        while name in used:  # the same spec twice: keep both runs
+            name, k = f"{base}-{k}", k + 1
+        used.add(name)
         wd = root / name
         row = {"experiment": name, "status": "ok"}
         t0 = time.perf_counter()

@@ -44,7 +44,7 @@ def test_sweep_runs_configs_and_continues_past_failures(tmp_path):
     out = tmp_path / "out"
     with open(out / "results.csv") as f:
         table = list(csv.DictReader(f))
-    assert len(table) == 2 and table[0]["experiment"] == "a_good"
-    assert "| a_good |" in (out / "results.md").read_text()
+    assert len(table) == 2 and table[0]["experiment"] == "a_good-cpu"
+    assert "| a_good-cpu |" in (out / "results.md").read_text()
     assert (out / "contact_sheet.png").is_file() and (out / "fl_accuracy.png").is_file()
-    assert (out / "b_broken.error.txt").is_file()
+    assert (out / "b_broken-cpu.error.txt").is_file()
