@@ -41,7 +41,7 @@ def _time(fn, repeats):
     return first - best, best
 
 
-def bench_fedavg(repeats, conv_impl="auto"):
+def bench_fedavg(repeats, conv_impl="auto", client_chunk=10):
     model = models.get("cnn", 10, (32, 32, 3), conv_impl=conv_impl)
     v = model.init(jax.random.key(0))
     rng = np.random.default_rng(0)
@@ -50,7 +50,7 @@ def bench_fedavg(repeats, conv_impl="auto"):
     y = rng.integers(0, 10, (1, k, n)).astype(np.int32)
     ns = np.full((1, k), n, np.int32)
     keys = jax.random.split(jax.random.key(1), k).reshape(1, k)
-    s = FLSettings(epochs=2, batch_size=50, lr=0.1, momentum=0.5, weight_decay=1e-5, client_chunk=k)
+    s = FLSettings(epochs=2, batch_size=50, lr=0.1, momentum=0.5, weight_decay=1e-5, client_chunk=client_chunk)
     tr = make_train_round(model, s, np.full(3, 0.5), np.full(3, 0.5))
     args = (v, x, y, ns, keys, jnp.float32(0.1), jnp.zeros((1,), jnp.int32))
     compile_s, t = _time(lambda: tr(*args)[0], repeats)
@@ -98,13 +98,18 @@ def main():
     ap.add_argument("--only", default="train_step,ig,fedavg")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--conv_impl", default="auto")
+    ap.add_argument("--client_chunk", type=int, default=10, help="clients vmapped together")
+    ap.add_argument("--tune_alloc", action="store_true", help="models.tune_host_allocator()")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
+    tuned = models.tune_host_allocator() if args.tune_alloc else False
     out = {
         "backend": jax.default_backend(),
         "device": jax.devices()[0].device_kind,
         "jax": jax.__version__,
         "conv_impl": args.conv_impl,
+        "client_chunk": args.client_chunk,
+        "host_allocator_tuned": tuned,
     }
     todo = args.only.split(",")
     if "train_step" in todo:
@@ -112,7 +117,7 @@ def main():
     if "ig" in todo:
         out.update(bench_ig(args.repeats, args.conv_impl))
     if "fedavg" in todo:
-        out.update(bench_fedavg(max(1, args.repeats - 1), args.conv_impl))
+        out.update(bench_fedavg(max(1, args.repeats - 1), args.conv_impl, args.client_chunk))
     for k, ref in REFERENCE.items():
         if k in out:
             out[k + "_speedup_vs_reference"] = ref / out[k]
