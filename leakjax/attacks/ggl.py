@@ -48,7 +48,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from evosax.algorithms import CMA_ES, Sep_CMA_ES
 from flax import struct
 
 from leakjax.attacks import losses
@@ -172,6 +171,10 @@ def strategy_name(es: str, dim: int) -> str:
 def _strategy(name: str, population: int, shape: tuple[int, int], sigma: float):
     """The evosax strategy and its params (built eagerly, also when called under a trace,
     and cached so that its jitted ask/tell are compiled once)."""
+    # imported here: evosax builds jax arrays at import time, which would start the backend
+    # (and its log lines) whenever the attack registry is imported, e.g. for a config error
+    from evosax.algorithms import CMA_ES, Sep_CMA_ES
+
     cls = {"cma": CMA_ES, "sep_cma": Sep_CMA_ES}[name]
     with jax.ensure_compile_time_eval():
         es = cls(population_size=population, solution=jnp.zeros(shape, jnp.float32))
