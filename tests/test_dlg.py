@@ -108,7 +108,8 @@ def test_finite_shaped_and_trials_equal_a_loop(small, name, mode):
     assert many.reconstruction.images.shape == (3, 2) + SHAPE
     assert many.reconstruction.labels.shape == (3, 2)
     assert np.isfinite(many.reconstruction.images).all() and np.isfinite(many.losses).all()
-    assert (many.losses[:, :, -1] <= many.losses[:, :, 0]).all()
+    if mode == "gradient":  # the zoom line search guarantees descent; fixed steps do not
+        assert (many.losses[:, :, -1] <= many.losses[:, :, 0]).all()
     first = jax.tree.map(lambda a: a[:1], obs[mode])
     one = attacks.run(
         factory, jax.random.key(0), steps=6, restarts=2, trials=first, chunk=3, progress=False
