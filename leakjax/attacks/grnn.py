@@ -44,6 +44,7 @@ from flax import struct
 from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction
 from leakjax.attacks.registry import AttackSpec
+from leakjax.attacks.registry import option as _opt
 from leakjax.attacks.simulation import SIMULATIONS, simulated_update
 from leakjax.models.conv import IMPLS
 from leakjax.models.generators import GRNNGenerator, generate, init_generator
@@ -245,24 +246,6 @@ def config_from(acfg) -> GRNNConfig:
         remat=_opt(acfg, "remat", d.remat),
         conv_impl=_opt(acfg, "conv_impl", d.conv_impl),
     )
-
-
-def _opt(acfg, key: str, default):
-    """``acfg.key`` (or ``default`` when absent) converted to ``type(default)``; a value of
-    the wrong type is a one-line ConfigError naming the key."""
-    value = acfg.get(key, default)
-    kind = type(default)
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"attack.{key} must be True or False, got {value!r}")
-        return value
-    if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, int | float)):
-        raise ConfigError(f"attack.{key} must be a number, got {value!r}")
-    if kind is int and int(value) != value:
-        raise ConfigError(f"attack.{key} must be an integer, got {value!r}")
-    if kind is str and not isinstance(value, str):
-        raise ConfigError(f"attack.{key} must be a string, got {value!r}")
-    return kind(value)
 
 
 def _build(obs, model, acfg, *, box, labels=None) -> Attack:

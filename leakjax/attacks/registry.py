@@ -48,3 +48,24 @@ def get(name: str) -> AttackSpec:
     if name not in _REGISTRY:
         raise ConfigError(f"attack.name={name!r} is not one of {tuple(names())}")
     return _REGISTRY[name]
+
+
+def option(acfg, key: str, default):
+    """``acfg.key`` (``default`` when absent) converted to ``type(default)``.
+
+    For attack-specific keys that configs may leave out; a value of the wrong type is a
+    one-line ConfigError naming ``attack.<key>``.
+    """
+    value = acfg.get(key, default)
+    kind = type(default)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"attack.{key} must be True or False, got {value!r}")
+        return value
+    if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ConfigError(f"attack.{key} must be a number, got {value!r}")
+    if kind is int and int(value) != value:
+        raise ConfigError(f"attack.{key} must be an integer, got {value!r}")
+    if kind is str and not isinstance(value, str):
+        raise ConfigError(f"attack.{key} must be a string, got {value!r}")
+    return kind(value)
