@@ -264,3 +264,23 @@ def test_auto_resolves_per_backend():
     assert impl in conv.IMPLS and impl != "auto"
     if jax.default_backend() != "cpu":
         assert impl == "xla"
+
+
+def test_subpixel_conv_transpose_equals_flax_conv_transpose():
+    """ConvTranspose4x4s2 (DMGAN's generator) is nn.ConvTranspose 4x4 / stride 2 / padding 2,
+    values and gradients, with the same parameter."""
+    import flax.linen as nn
+
+    from leakjax.models.generators import ConvTranspose4x4s2
+
+    x = jax.random.normal(jax.random.key(0), (3, 5, 7, 6))
+    ref = nn.ConvTranspose(4, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)), use_bias=False)
+    v = ref.init(jax.random.key(1), x)
+    new = ConvTranspose4x4s2(4)
+    assert jax.tree.map(jnp.shape, new.init(jax.random.key(1), x)) == jax.tree.map(jnp.shape, v)
+    np.testing.assert_allclose(new.apply(v, x), ref.apply(v, x), rtol=1e-5, atol=1e-5)
+    loss = lambda m: jax.grad(lambda v, x: jnp.sum(jnp.sin(m.apply(v, x))), argnums=(0, 1))
+    for a, b in zip(
+        jax.tree.leaves(loss(new)(v, x)), jax.tree.leaves(loss(ref)(v, x)), strict=True
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -24,6 +24,7 @@ optimizing it from scratch behaves like the reference.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -211,15 +212,10 @@ class DMGANGenerator(nn.Module):
         x = act(bn("bn1")(x))
         for i, feats in enumerate((self.width, c)):
             # torch ConvTranspose2d(k=4, s=2, p=1): pad k - 1 - p = 2 on both sides.
-            x = nn.ConvTranspose(
-                feats,
-                (4, 4),
-                strides=(2, 2),
-                padding=((2, 2), (2, 2)),
-                use_bias=False,
-                kernel_init=torch_uniform_init(feats * 16),
+            x = ConvTranspose4x4s2(
+                feats, impl=self.impl, kernel_init=torch_uniform_init(feats * 16),
                 name=f"convt{i + 2}",
-            )(x)
+            )(x)  # fmt: skip
             if i == 0:
                 x = act(bn("bn2")(x))
         return (jnp.tanh(x) + 1.0) / 2.0
@@ -271,6 +267,48 @@ __all__ += ["DMGANDiscriminator", "DMGANGenerator"]
 # trained on public data (WGAN-GP), whose latent space the attack searches. Architecture of
 # the benchmark's reference (fleak/model/gan.py: GGLGenerator / GGLDiscriminator, after the
 # GGL authors' wgan-gp_celeba notebook).
+
+
+# Sub-pixel taps of a 4x4 stride-2 transposed convolution (flax's ``nn.ConvTranspose`` layout,
+# padding 2 = torch's ``ConvTranspose2d(k=4, s=2, p=1)``): output row 2m + a reads input rows
+# m - 1, m, m + 1 (3 taps t = 0, 1, 2) through kernel row _SUBPIXEL[a][t] (-1: no tap).
+_SUBPIXEL = ((0, 2, -1), (-1, 1, 3))
+
+
+class ConvTranspose4x4s2(nn.Module):
+    """A 4x4, stride-2 transposed convolution that doubles H and W, without bias.
+
+    The same function and parameter (``kernel [4, 4, cin, features]``) as
+    ``nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)),
+    use_bias=False)``, i.e. torch's ``ConvTranspose2d(k=4, s=2, p=1)``, computed as one
+    3x3 convolution to ``4 * features`` channels (the four output phases, with zero taps)
+    followed by a depth-to-space reshape. XLA's CPU backend runs the input-dilated
+    convolution of ``nn.ConvTranspose`` and its kernel gradient through a slow generic path;
+    this form uses `leakjax.models.conv.conv2d` (``impl``) and is several times faster there.
+
+    Attributes:
+      features: output channels.
+      impl: convolution implementation (`leakjax.models.conv.IMPLS`).
+      kernel_init: initializer of the ``[4, 4, cin, features]`` kernel.
+    """
+
+    features: int
+    impl: str = "auto"
+    kernel_init: Any = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        b, h, w, cin = x.shape
+        kernel = self.param("kernel", self.kernel_init, (4, 4, cin, self.features), jnp.float32)
+        padded = jnp.concatenate([kernel, jnp.zeros((1, 4, cin, self.features), kernel.dtype)])
+        rows = jnp.asarray(_SUBPIXEL)  # [phase, tap] -> kernel row (-1: the zero row)
+        k = padded[rows]  # [ay, ty, 4, cin, f]
+        k = jnp.concatenate([k, jnp.zeros_like(k[:, :, :1])], axis=2)[:, :, rows]
+        # k: [ay, ty, ax, tx, cin, f] -> [ty, tx, cin, (ay, ax, f)]
+        k = k.transpose(1, 3, 4, 0, 2, 5).reshape(3, 3, cin, 4 * self.features)
+        y = C.conv2d(x, k, 1, 1, impl=self.impl)  # [b, h, w, (ay, ax, f)]
+        y = y.reshape(b, h, w, 2, 2, self.features).transpose(0, 1, 3, 2, 4, 5)
+        return y.reshape(b, 2 * h, 2 * w, self.features)
 
 
 class ConvTranspose2x2(nn.Module):
@@ -523,6 +561,7 @@ def load_generator(path, *, what: str = "generator checkpoint"):
 __all__ += [
     "CHECKPOINT_FORMAT",
     "ConvTranspose2x2",
+    "ConvTranspose4x4s2",
     "GGLDiscriminator",
     "GGLGenerator",
     "load_generator",
