@@ -15,6 +15,7 @@ from leakjax.types import ConfigError
 PARTITIONS = ("iid", "dirichlet", "fixed_classes")
 NORMALIZE = ("dataset", "half", "none")
 ATTACK_MODES = ("gradient", "fedavg")
+NO_ATTACK = "none"  # attack.name: train FedAvg and attack nothing
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -146,7 +147,11 @@ def validate(config) -> None:
     _positive("fl.weight_decay", f.weight_decay, allow_zero=True)
     _positive("fl.client_chunk", f.client_chunk, integer=True)
     _positive("fl.num_devices", f.num_devices, allow_zero=True, integer=True)
-    _choice("attack.name", a.name, attacks.names())
+    if a.name == NO_ATTACK:  # FedAvg only (the paper's Fig. 48): no attack setting applies
+        if f.rounds < 1:
+            raise ConfigError(f"fl.rounds must be >= 1 when attack.name={NO_ATTACK!r}")
+        return
+    _choice("attack.name", a.name, (*attacks.names(), NO_ATTACK))
     spec = attacks.get(a.name)
     if a.name == "rtf" and not m.get("imprint_bins", 0):
         raise ConfigError("attack.name='rtf' needs model.imprint_bins > 0 (RTF's imprint block)")

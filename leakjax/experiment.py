@@ -27,7 +27,7 @@ from flax import serialization
 
 from leakjax import attacks, data, metrics, models, report
 from leakjax import labels as labels_lib
-from leakjax.config import resolve_rounds, validate
+from leakjax.config import NO_ATTACK, resolve_rounds, validate
 from leakjax.fl import ClientHParams, FLSettings, client_mesh, simulate
 from leakjax.observation import GroundTruth, Observation, gradient_observation, stack, to_host
 from leakjax.types import ConfigError, NumericalError
@@ -114,7 +114,8 @@ def prepare(config) -> Prepared:
             f"fl.batch_size={f.batch_size} is larger than the smallest client's training data "
             f"({smallest} samples); lower it or change data.partition/fl.num_clients"
         )
-    if a.mode == "gradient" and a.batch_size > smallest:
+    no_attack = a.name == NO_ATTACK  # FedAvg only: nothing below about the attack applies
+    if a.mode == "gradient" and a.batch_size > smallest and not no_attack:
         raise ConfigError(
             f"attack.batch_size={a.batch_size} is larger than the smallest client's training "
             f"data ({smallest} samples)"
@@ -146,12 +147,11 @@ def prepare(config) -> Prepared:
         eval_batch=int(f.eval_batch),
     )
     m = settings.num_selected(int(f.num_clients))
-    if a.mode == "fedavg" and a.clients > m:
+    if a.mode == "fedavg" and a.clients > m and not no_attack:
         raise ConfigError(f"attack.clients={a.clients} exceeds the {m} clients selected per round")
     mesh = None if int(f.num_devices) == 1 else client_mesh(int(f.num_devices))
-    return Prepared(
-        config, ds, mean, std, train, local_test, model, settings, attacks.get(a.name), mesh
-    )
+    spec = None if no_attack else attacks.get(a.name)
+    return Prepared(config, ds, mean, std, train, local_test, model, settings, spec, mesh)
 
 
 def _to01(x, mean, std):
@@ -327,6 +327,7 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
     if progress is None:
         progress = bool(config.output.progress)
     a, f = config.attack, config.fl
+    no_attack = a.name == NO_ATTACK  # FedAvg only: train, evaluate, attack nothing
     ckdir = workdir / "checkpoints"
     if not resume:
         workdir = report.prepare_workdir(workdir)
@@ -343,6 +344,7 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
         variables, history, observations, truths = _load_fl_cache(fl_cache)
     elif f.rounds > 0:
         att_rounds = resolve_rounds(a.rounds, f.rounds) if a.mode == "fedavg" else ()
+        att_rounds = () if no_attack else att_rounds
         sim = simulate(
             p.model,
             p.train,
@@ -354,7 +356,7 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
             p.settings,
             sim_key,
             attack_rounds=att_rounds,
-            attack_clients=int(a.clients),
+            attack_clients=0 if no_attack else int(a.clients),
             mesh=p.mesh,
             progress=progress,
             seed=int(config.seed),
@@ -368,7 +370,7 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
     report.write_json(workdir / "fl_history.json", history)
     if not (resume and fl_cache.exists()):
         _save_fl_cache(fl_cache, variables, history, observations, truths)
-    if a.mode == "gradient":
+    if a.mode == "gradient" and not no_attack:
         observations, truths = _gradient_observations(p, variables, rng)
 
     t0 = time.perf_counter()

@@ -3,12 +3,20 @@
     leakjax-sweep --configs='configs/paper/*.py:cpu' --workdir=runs/study
 
 Each config runs in its own sub-workdir (named after the file); a failing config is
-recorded with its error and the sweep goes on. Outputs in ``--workdir``:
-``results.csv`` and ``results.md`` (one row per experiment: attack, data set, model,
-clients, batch size, local epochs, images attacked, PSNR mean/median, SSIM, label
-accuracy, success rate, wall seconds, device, status), ``contact_sheet.png`` (every
-experiment's grid.png) and ``fl_accuracy.png`` (accuracy vs round, one line per
-experiment with an FL history; the paper's Fig. 48 when run on its configs).
+recorded with its error and the sweep goes on. Files whose name starts with ``_`` (helper
+modules such as configs/paper/_common.py) are skipped by the globs. A config with a
+``dmgan`` group (the client-side attack) runs through `leakjax.attacks.dmgan.run`, any
+other through `leakjax.experiment.run` (``attack.name='none'``: FedAvg only).
+
+Outputs in ``--workdir``: ``results.csv`` and ``results.md`` (one row per experiment:
+attack, data set, model, clients, batch size, local epochs, images attacked, PSNR
+mean/median, SSIM, label accuracy, success rate, final test accuracy (global model on the
+test split), final local test accuracy (on the clients' local test splits),
+``tracked_fraction`` (DMGAN only: the share of its generated images a held-out classifier
+assigns to the tracked class after the last round), wall seconds, device, status),
+``contact_sheet.png`` (every experiment's grid.png) and ``fl_accuracy.png`` (accuracy vs
+round: one line per model for the FedAvg-only runs, the paper's Fig. 48, when the sweep has
+any; else one line per experiment with an FL history).
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ COLUMNS = (
     "label_accuracy",
     "success_rate",
     "final_test_acc",
+    "final_local_test_acc",
+    "tracked_fraction",
     "wall_seconds",
     "device",
     "error",
@@ -59,11 +69,18 @@ def load_config(spec: str):
 
 
 def expand(patterns: str) -> list[str]:
-    """Comma-separated globs, each optionally followed by ``:preset``."""
+    """Comma-separated globs, each optionally followed by ``:preset``; files that a glob
+    pattern matches whose name starts with ``_`` (helper modules) are left out (a file named
+    without wildcards is kept)."""
     specs = []
     for pat in [s for s in patterns.split(",") if s.strip()]:
         path, sep, preset = pat.strip().partition(":")
-        files = sorted(glob.glob(path)) or [path]
+        if glob.has_magic(path):
+            matched = sorted(glob.glob(path))
+            files = [f for f in matched if not pathlib.Path(f).name.startswith("_")]
+            files = files if matched else [path]
+        else:
+            files = [path]
         specs += [f + (sep + preset if sep else "") for f in files]
     return specs
 
@@ -92,8 +109,11 @@ def run_sweep(specs: list[str], workdir, *, progress: bool = True) -> list[dict]
         print(f"=== {spec} -> {wd}", flush=True)
         try:
             cfg = load_config(spec)
-            summary = experiment.run(cfg, wd, progress=progress)
-            row.update({k: summary.get(k) for k in COLUMNS if k in summary})
+            if "dmgan" in cfg:  # the client-side attack: its own FedAvg simulation
+                row.update(_dmgan_row(cfg, wd, progress))
+            else:
+                summary = experiment.run(cfg, wd, progress=progress)
+                row.update({k: summary.get(k) for k in COLUMNS if k in summary})
         except Exception as e:  # noqa: BLE001 - record and go on
             row["status"] = "failed"
             row["error"] = f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]
@@ -106,6 +126,26 @@ def run_sweep(specs: list[str], workdir, *, progress: bool = True) -> list[dict]
     contact_sheet(root, [r["experiment"] for r in rows])
     fl_accuracy_plot(root, [r["experiment"] for r in rows])
     return rows
+
+
+def _dmgan_row(cfg, wd, progress: bool) -> dict:
+    """Run a DMGAN config; its summary mapped onto the sweep's columns."""
+    from leakjax.attacks import dmgan
+
+    s = dmgan.run(cfg, wd, progress=progress)
+    return {
+        "attack": s.get("attack", "dmgan"),
+        "mode": "client",
+        "dataset": s.get("dataset"),
+        "model": s.get("model"),
+        "num_clients": s.get("num_clients"),
+        "batch_size": int(cfg.fl.batch_size),
+        "local_epochs": int(cfg.fl.local_epochs),
+        "tracked_fraction": s.get("final_tracked_fraction"),
+        "final_local_test_acc": s.get("final_local_test_acc"),
+        "wall_seconds": s.get("wall_seconds"),
+        "device": s.get("device"),
+    }
 
 
 def contact_sheet(root: pathlib.Path, names: list[str]) -> None:
@@ -133,19 +173,40 @@ def contact_sheet(root: pathlib.Path, names: list[str]) -> None:
 
 
 def fl_accuracy_plot(root: pathlib.Path, names: list[str]) -> None:
-    """Accuracy vs round from each experiment's fl_history.json (the paper's Fig. 48)."""
+    """Accuracy vs round from the experiments' fl_history.json files.
+
+    When some experiments trained FedAvg without an attack (``attack.name='none'``, the
+    paper's Fig. 48 configs), only those are drawn, one line per model (labelled by
+    ``model.name``, plus ``+imprint`` with an imprint block); otherwise one line per
+    experiment with more than one round. The local-test accuracy is drawn where the
+    history has it, else the test-split accuracy.
+    """
     from leakjax import report
 
-    curves = {}
+    all_curves, fl_only = {}, {}
     for n in names:
         h = root / n / "fl_history.json"
-        if h.is_file():
-            hist = json.loads(h.read_text())
-            key = "local_test_acc" if "local_test_acc" in hist else "test_acc"
-            if key in hist and len(hist["round"]) > 1:
-                curves[n] = (hist["round"], hist[key])
+        if not h.is_file():
+            continue
+        hist = json.loads(h.read_text())
+        key = "local_test_acc" if "local_test_acc" in hist else "test_acc"
+        if key not in hist or len(hist["round"]) < 2:
+            continue
+        all_curves[n] = (hist["round"], hist[key])
+        cfg_file = root / n / "config.json"
+        cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+        if cfg.get("attack", {}).get("name") == "none":
+            model = cfg.get("model", {})
+            label = str(model.get("name", n)) + ("+imprint" if model.get("imprint_bins") else "")
+            if label in fl_only:
+                label = f"{label} ({n})"
+            fl_only[label] = (hist["round"], hist[key])
+    curves = fl_only or all_curves
     if curves:
-        report.plot_curves(root / "fl_accuracy.png", curves, "round", "accuracy (local test)")
+        title = "FedAvg without attack (paper Fig. 48)" if fl_only else None
+        report.plot_curves(
+            root / "fl_accuracy.png", curves, "round", "accuracy (local test)", title=title
+        )
 
 
 _CONFIGS = flags.DEFINE_string("configs", None, "Comma-separated config globs, each [:preset].")

@@ -5,7 +5,7 @@ import pathlib
 
 from leakjax import sweep
 
-GOOD = '''
+GOOD = """
 from leakjax.config import base_config
 
 def get_config(preset=""):
@@ -22,12 +22,12 @@ def get_config(preset=""):
     c.attack.chunk = 10
     c.output.progress = False
     return c
-'''
+"""
 
-BROKEN = '''
+BROKEN = """
 def get_config(preset=""):
     raise RuntimeError("this config is broken on purpose")
-'''
+"""
 
 
 def test_sweep_runs_configs_and_continues_past_failures(tmp_path):
@@ -48,3 +48,103 @@ def test_sweep_runs_configs_and_continues_past_failures(tmp_path):
     assert "| a_good-cpu |" in (out / "results.md").read_text()
     assert (out / "contact_sheet.png").is_file() and (out / "fl_accuracy.png").is_file()
     assert (out / "b_broken-cpu.error.txt").is_file()
+
+
+FL_ONLY = """
+from leakjax.config import base_config
+
+def get_config(preset=""):
+    c = base_config()
+    c.data.name = "digits"
+    c.data.image_size = 8
+    c.data.partition = "iid"
+    c.model.name = preset or "mlp"
+    c.fl.num_clients = 8
+    c.fl.rounds = 2
+    c.fl.local_epochs = 1
+    c.fl.batch_size = 10
+    c.attack.name = "none"
+    c.output.progress = False
+    return c
+"""
+
+DMGAN = """
+from leakjax.attacks.dmgan import default_config
+
+def get_config(preset=""):
+    c = default_config()
+    c.data.name = "digits"
+    c.fl.num_clients = 4
+    c.fl.batch_size = 7
+    c.fl.local_epochs = 3
+    return c
+"""
+
+
+def test_expand_skips_helper_modules(tmp_path):
+    (tmp_path / "_common.py").write_text("X = 1\n")
+    (tmp_path / "fig01.py").write_text(GOOD)
+    assert sweep.expand(f"{tmp_path}/*.py:cpu") == [f"{tmp_path}/fig01.py:cpu"]
+    assert sweep.expand(f"{tmp_path}/_common.py") == [f"{tmp_path}/_common.py"]  # named: kept
+
+
+def test_fedavg_without_attack_and_its_accuracy_plot(tmp_path, monkeypatch):
+    """attack.name='none' trains FedAvg only (metrics.json with final_test_acc, no attack);
+    fl_accuracy.png then draws those runs only, one line per model (the paper's Fig. 48)."""
+    import json
+
+    from leakjax import report
+
+    cfg = tmp_path / "fl.py"
+    cfg.write_text(FL_ONLY)
+    (tmp_path / "atk.py").write_text(GOOD)
+    drawn = {}
+    real = report.plot_curves
+
+    def spy(path, curves, *args, **kwargs):
+        if pathlib.Path(path).parent == tmp_path / "out":
+            drawn.update(curves)
+        return real(path, curves, *args, **kwargs)
+
+    monkeypatch.setattr(report, "plot_curves", spy)
+    specs = [f"{cfg}:mlp", f"{cfg}:fc2", f"{tmp_path}/atk.py:cpu"]
+    rows = sweep.run_sweep(specs, tmp_path / "out", progress=False)
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok"]
+    assert rows[0]["attack"] == "none" and rows[0]["images_attacked"] == 0
+    assert 0.0 <= rows[0]["final_test_acc"] <= 1.0
+    m = json.loads((tmp_path / "out" / "fl-mlp" / "metrics.json").read_text())
+    assert m["clients"] == [] and m["summary"]["final_test_acc"] == rows[0]["final_test_acc"]
+    assert (tmp_path / "out" / "fl-mlp" / "fl_history.json").is_file()
+    assert not (tmp_path / "out" / "fl-mlp" / "grid.png").exists()
+    assert sorted(drawn) == ["fc2", "mlp"]  # the attacked run's curve is left out
+
+
+def test_dmgan_configs_go_to_the_dmgan_runner(tmp_path, monkeypatch):
+    from leakjax.attacks import dmgan
+
+    seen = {}
+
+    def fake_run(config, workdir, key=None, *, progress=None):
+        seen["config"], seen["progress"] = config, progress
+        pathlib.Path(workdir).mkdir(parents=True)
+        return {
+            "attack": "dmgan",
+            "dataset": config.data.name,
+            "model": config.model.name,
+            "num_clients": 4,
+            "rounds": 30,
+            "final_tracked_fraction": 0.75,
+            "final_local_test_acc": 0.5,
+            "wall_seconds": 1.5,
+            "device": "cpu",
+        }
+
+    monkeypatch.setattr(dmgan, "run", fake_run)
+    (tmp_path / "dm.py").write_text(DMGAN)
+    rows = sweep.run_sweep([f"{tmp_path}/dm.py"], tmp_path / "out", progress=False)
+    (r,) = rows
+    assert r["status"] == "ok" and seen["progress"] is False and "dmgan" in seen["config"]
+    assert r["attack"] == "dmgan" and r["mode"] == "client" and r["dataset"] == "digits"
+    assert r["tracked_fraction"] == 0.75 and r["final_local_test_acc"] == 0.5
+    assert r["batch_size"] == 7 and r["local_epochs"] == 3 and r["num_clients"] == 4
+    assert "| 0.75 |" in (tmp_path / "out" / "results.md").read_text()

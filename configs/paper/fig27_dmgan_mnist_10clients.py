@@ -1,0 +1,42 @@
+"""Fig. 27: DMGAN, a malicious client among 10 (the reference's experiments/fed/dmgan.sh;
+`leakjax.attacks.dmgan`): MNIST, 10 clients (Dirichlet 0.5), 30 rounds, 2 local epochs, batch
+50, lr 0.1 (x0.95), tracked class 3; client 0 is the adversary. Runs through
+`leakjax.attacks.dmgan.run` (leakjax-sweep dispatches configs with a ``dmgan`` group there); the
+sweep's ``tracked_fraction`` column is the share of the last round's generated images a held-out
+classifier calls class 3.
+
+    leakjax-sweep --workdir=DIR --configs=configs/paper/fig27_dmgan_mnist_10clients.py:cpu
+"""
+
+import pathlib
+import sys
+
+from leakjax.attacks.dmgan import default_config
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _common import shrink  # noqa: E402
+
+
+def get_config(preset: str = ""):
+    c = default_config()
+    c.name = "fig27_dmgan_mnist_10clients"
+    c.data.name = "mnist"
+    c.fl.num_clients = 10
+    c.fl.rounds = 30
+    return shrink(
+        c,
+        preset,
+        cpu={
+            # tests/test_dmgan.py's MNIST setting (> 50% recognized by round 10 there)
+            "fl.rounds": 10,
+            "fl.local_epochs": 1,
+            "dmgan.d_width": 16,
+            "dmgan.g_width": 16,
+            "dmgan.g_steps": 30,
+            "dmgan.g_batch": 32,
+            "dmgan.num_images": 32,
+            "dmgan.eval_steps": 300,
+            "dmgan.eval_max": 3000,
+        },
+        tiny={"dmgan.g_steps": 4, "dmgan.eval_steps": 10, "dmgan.num_images": 16},
+    )

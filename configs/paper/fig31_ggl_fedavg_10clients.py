@@ -1,0 +1,32 @@
+"""Fig. 31: GGL with 10 clients: CIFAR-10, 10 clients (Dirichlet 0.5), batch 10, 1 local epoch, lr
+0.1, 30 rounds, one client attacked per round. GGL (experiments/fed/ggl.sh): cnn, CMA-ES over a
+pretrained generator's latents (set $LEAKJAX_GGL_GENERATOR; without it the generator is
+untrained and the name says so), 1389 generations x 18 codes (~ the reference's 25000
+evaluations). leakjax searches one latent per local training image, with labels from a label-
+count method (Geng et al.; the reference's iDLG rule gives a single label).
+
+    leakjax-sweep --workdir=DIR --configs=configs/paper/fig31_ggl_fedavg_10clients.py:cpu
+"""
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _common import fedavg, ggl_generator, shrink  # noqa: E402
+
+
+def get_config(preset: str = ""):
+    c = fedavg(
+        "fig31_ggl_fedavg_10clients",
+        "ggl",
+        clients=10,
+        batch=10,
+        epochs=1,
+        rounds=30,
+        attack_every_round=True,
+    )
+    ggl_generator(c)
+    c.attack.steps = 1389
+    c.attack.chunk = 463
+    c.attack.labels = "geng"
+    return shrink(c, preset, cpu={"attack.steps": 30, "attack.chunk": 15})

@@ -1,0 +1,183 @@
+"""The paper's experiment configs (configs/paper/): every file and preset loads the way
+leakjax-sweep loads it, passes validation, names the paper's attack / model / data set, and its
+cpu / tiny variants are smaller than the full one. One tiny end-to-end sweep (slow)."""
+
+import json
+import pathlib
+
+import pytest
+
+from leakjax import config, sweep
+from leakjax.attacks import dmgan
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PAPER = ROOT / "configs" / "paper"
+FILES = sweep.expand(f"{PAPER}/*.py")
+
+# figure file stem -> (attack, model (+imprint), data set) of the full (GPU) config
+EXPECTED = {
+    "fig05_dlg_gradient": ("dlg", "cnn", "cifar10"),
+    "fig06_idlg_gradient": ("idlg", "cnn", "cifar10"),
+    "fig07_ig_gradient": ("ig", "cnn", "cifar10"),
+    "fig08_dlf_50images": ("dlf", "cnn3", "cifar100"),
+    "fig09_cpa_gradient": ("cpa", "fc2", "tiny_imagenet"),
+    "fig10_cpafi_gradient": ("cpa_fi", "vgg16", "imagenet"),
+    "fig11_rtf_gradient": ("rtf", "cnn+imprint", "cifar10"),
+    "fig15_ggl_gradient": ("ggl", "resnet18", "cifar10"),
+    "fig17_grnn_gradient": ("grnn", "cnn", "cifar100"),
+    "fig18_dlg_fedavg_100clients": ("dlg", "cnn", "cifar10"),
+    "fig19_idlg_fedavg_100clients": ("idlg", "cnn", "cifar10"),
+    "fig20_ig_fedavg_100clients": ("ig", "cnn", "cifar10"),
+    "fig21_dlf_fedavg_100clients": ("dlf", "cnn3", "cifar100"),
+    "fig22_cpa_fedavg_100clients": ("cpa", "fc2", "tiny_imagenet"),
+    "fig23_cpafi_fedavg_10clients": ("cpa_fi", "vgg16", "tiny_imagenet"),
+    "fig24_ggl_fedavg_100clients": ("ggl", "cnn", "cifar10"),
+    "fig25_grnn_fedavg_100clients": ("grnn", "cnn", "cifar10"),
+    "fig26_rtf_fedavg_100clients": ("rtf", "resnet18+imprint", "cifar10"),
+    "fig27_dmgan_mnist_10clients": ("dmgan", dmgan.DISCRIMINATOR, "mnist"),
+    "fig28_ig_fedavg_10clients": ("ig", "cnn", "cifar10"),
+    "fig29_dlf_fedavg_20clients": ("dlf", "cnn3", "cifar100"),
+    "fig30_rtf_fedavg_10clients": ("rtf", "resnet18+imprint", "cifar10"),
+    "fig31_ggl_fedavg_10clients": ("ggl", "cnn", "cifar10"),
+    "fig32_dmgan_mnist_100clients": ("dmgan", dmgan.DISCRIMINATOR, "mnist"),
+    "fig33_ig_fedavg_batch50": ("ig", "cnn", "cifar10"),
+    "fig34_dlf_fedavg_batch50": ("dlf", "cnn3", "cifar100"),
+    "fig35_rtf_fedavg_batch50": ("rtf", "resnet18+imprint", "cifar10"),
+    "fig36_ggl_fedavg_batch50": ("ggl", "cnn", "cifar10"),
+    "fig37_ig_fedavg_5epochs": ("ig", "cnn", "cifar10"),
+    "fig38_dlf_fedavg_5epochs": ("dlf", "cnn3", "cifar100"),
+    "fig39_rtf_fedavg_5epochs": ("rtf", "resnet18+imprint", "cifar10"),
+    "fig40_ggl_fedavg_5epochs": ("ggl", "cnn", "cifar10"),
+    "fig41_ig_gradient_tinyimagenet": ("ig", "cnn", "tiny_imagenet"),
+    "fig42_rtf_gradient_tinyimagenet": ("rtf", "resnet18+imprint", "tiny_imagenet"),
+    "fig43_dmgan_cifar10": ("dmgan", dmgan.DISCRIMINATOR, "cifar10"),
+    "fig44_dlf_fc2_100clients": ("dlf", "fc2", "cifar100"),
+    "fig45_dlf_fc2_1000clients": ("dlf", "fc2", "cifar100"),
+    "fig46_rtf_cnn_100clients": ("rtf", "cnn+imprint", "cifar10"),
+    "fig47_ggl_untrained_generator": ("ggl", "cnn", "cifar10"),
+    "fig48_fl_accuracy_cnn": ("none", "cnn", "cifar10"),
+    "fig48_fl_accuracy_resnet18": ("none", "resnet18", "cifar10"),
+    "fig48_fl_accuracy_mlp": ("none", "fc2", "cifar10"),
+    "fig48_fl_accuracy_resnet18_imprint": ("none", "resnet18+imprint", "cifar10"),
+}
+# (FL setting of the full config: clients, local batch, local epochs)
+SETTINGS = {
+    "fig20_ig_fedavg_100clients": (100, 10, 1),
+    "fig28_ig_fedavg_10clients": (10, 10, 1),
+    "fig29_dlf_fedavg_20clients": (20, 10, 1),
+    "fig33_ig_fedavg_batch50": (100, 50, 1),
+    "fig37_ig_fedavg_5epochs": (100, 10, 5),
+    "fig32_dmgan_mnist_100clients": (100, 50, 2),
+    "fig44_dlf_fc2_100clients": (100, 10, 2),
+    "fig45_dlf_fc2_1000clients": (1000, 10, 2),
+    "fig48_fl_accuracy_cnn": (10, 50, 2),
+}
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch):
+    monkeypatch.delenv("LEAKJAX_SHARED_DATA", raising=False)
+    monkeypatch.delenv("LEAKJAX_GGL_GENERATOR", raising=False)
+
+
+def _load(path, preset=""):
+    cfg = sweep.load_config(f"{path}:{preset}" if preset else path)
+    if "dmgan" in cfg:
+        dmgan.validate(cfg)
+    else:
+        config.validate(cfg)
+    return cfg
+
+
+def _identity(cfg):
+    attack = "dmgan" if "dmgan" in cfg else cfg.attack.name
+    model = cfg.model.name + ("+imprint" if cfg.model.get("imprint_bins", 0) else "")
+    return attack, model, cfg.data.name
+
+
+def _size(cfg):
+    """(FL rounds, attack steps or DMGAN generator steps, attacked images/clients)."""
+    if "dmgan" in cfg:
+        return cfg.fl.rounds, cfg.dmgan.g_steps, cfg.dmgan.eval_steps
+    a = cfg.attack
+    if a.name == "none":
+        return cfg.fl.rounds, 0, 0
+    return cfg.fl.rounds, a.steps, len(a.rounds or (0,)) * a.clients
+
+
+def test_one_file_per_figure_and_helpers_skipped():
+    stems = sorted(pathlib.Path(f).stem for f in FILES)
+    assert stems == sorted(EXPECTED)
+    assert not any(pathlib.Path(f).name.startswith("_") for f in FILES)
+    assert (PAPER / "_common.py").is_file() and (PAPER / "README.md").is_file()
+    readme = (PAPER / "README.md").read_text()
+    assert all(f"{stem}.py" in readme for stem in EXPECTED)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: pathlib.Path(p).stem)
+def test_presets_load_validate_and_shrink(path):
+    stem = pathlib.Path(path).stem
+    full, cpu, tiny = _load(path), _load(path, "cpu"), _load(path, "tiny")
+    assert _identity(full) == EXPECTED[stem]
+    if stem in SETTINGS:
+        assert (full.fl.num_clients, full.fl.batch_size, full.fl.local_epochs) == SETTINGS[stem]
+    for small in (cpu, tiny):
+        assert _identity(small)[0] == EXPECTED[stem][0]  # same attack
+        assert small.data.name == "digits"  # offline data when LEAKJAX_SHARED_DATA is unset
+        assert small.fl.num_clients <= full.fl.num_clients
+        assert small.fl.batch_size == full.fl.batch_size
+        assert small.fl.local_epochs <= full.fl.local_epochs
+    fs, cs, ts = _size(full), _size(cpu), _size(tiny)
+    assert all(c <= f for c, f in zip(cs, fs)) and all(t <= c for t, c in zip(ts, cs))
+    # RTF is closed-form (one step, one client): its cpu variant is smaller by its data only
+    assert cs != fs or EXPECTED[stem][0] == "rtf", f"{stem}: cpu variant not smaller"
+    if fs[1] > 1:  # closed-form attacks (RTF) take one step whatever the size
+        assert cs[1] < fs[1]
+    assert cpu.name.endswith("_cpu") and tiny.name.endswith("_tiny")
+    with pytest.raises(ValueError, match="preset"):
+        sweep.load_config(f"{path}:huge")
+
+
+def test_real_data_and_generator_from_the_environment(monkeypatch, tmp_path):
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    (tmp_path / "mnist").mkdir()
+    monkeypatch.setenv("LEAKJAX_SHARED_DATA", str(tmp_path))
+    ig = sweep.load_config(f"{PAPER}/fig20_ig_fedavg_100clients.py:cpu")
+    assert (ig.data.name, ig.data.data_dir, ig.data.image_size) == ("cifar10", str(tmp_path), 16)
+    dm = sweep.load_config(f"{PAPER}/fig27_dmgan_mnist_10clients.py:cpu")
+    assert (dm.data.name, dm.data.data_dir) == ("mnist", str(tmp_path))
+    full = sweep.load_config(f"{PAPER}/fig20_ig_fedavg_100clients.py")
+    assert full.data.data_dir == ""  # the full configs name the data set, not a path
+    ggl = sweep.load_config(f"{PAPER}/fig24_ggl_fedavg_100clients.py")
+    assert ggl.attack.generator_path == "" and ggl.name.endswith("_untrained_generator")
+    monkeypatch.setenv("LEAKJAX_GGL_GENERATOR", "/some/generator.msgpack")
+    ggl = sweep.load_config(f"{PAPER}/fig24_ggl_fedavg_100clients.py")
+    assert ggl.attack.generator_path == "/some/generator.msgpack"
+    assert ggl.name == "fig24_ggl_fedavg_100clients"
+    g47 = sweep.load_config(f"{PAPER}/fig47_ggl_untrained_generator.py")
+    assert g47.attack.generator_path == ""  # the ablation ignores the pretrained generator
+
+
+def test_no_attack_validation():
+    c = sweep.load_config(f"{PAPER}/fig48_fl_accuracy_cnn.py")
+    config.validate(c)
+    c.fl.rounds = 0
+    with pytest.raises(config.ConfigError, match="fl.rounds"):
+        config.validate(c)
+
+
+@pytest.mark.slow
+def test_tiny_paper_sweep_end_to_end(tmp_path):
+    """Two paper configs (an attack and a Fig. 48 FedAvg run) through leakjax-sweep."""
+    specs = [
+        f"{PAPER}/fig20_ig_fedavg_100clients.py:tiny",
+        f"{PAPER}/fig48_fl_accuracy_mlp.py:tiny",
+    ]
+    rows = sweep.run_sweep(specs, tmp_path / "study", progress=False)
+    assert [r["status"] for r in rows] == ["ok", "ok"], rows
+    assert rows[0]["attack"] == "ig" and rows[0]["images_attacked"] > 0
+    assert rows[1]["attack"] == "none" and rows[1]["final_test_acc"] is not None
+    out = tmp_path / "study"
+    assert (out / "fl_accuracy.png").is_file() and (out / "results.md").is_file()
+    hist = json.loads((out / "fig48_fl_accuracy_mlp-tiny" / "fl_history.json").read_text())
+    assert len(hist["round"]) == 3  # round 0 and two FedAvg rounds
