@@ -50,7 +50,9 @@ def bench_fedavg(repeats, conv_impl="auto", client_chunk=10):
     y = rng.integers(0, 10, (1, k, n)).astype(np.int32)
     ns = np.full((1, k), n, np.int32)
     keys = jax.random.split(jax.random.key(1), k).reshape(1, k)
-    s = FLSettings(epochs=2, batch_size=50, lr=0.1, momentum=0.5, weight_decay=1e-5, client_chunk=client_chunk)
+    s = FLSettings(
+        epochs=2, batch_size=50, lr=0.1, momentum=0.5, weight_decay=1e-5, client_chunk=client_chunk
+    )
     tr = make_train_round(model, s, np.full(3, 0.5), np.full(3, 0.5))
     args = (v, x, y, ns, keys, jnp.float32(0.1), jnp.zeros((1,), jnp.int32))
     compile_s, t = _time(lambda: tr(*args)[0], repeats)

@@ -75,6 +75,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.attack.remat = False
     c.attack.success_psnr = 19.0
     c.attack.checkpoint_every = 1000  # attacks longer than this checkpoint every K steps
+    c.attack.num_devices = 1  # split the attacked trials over this many devices (0: all)
     # GGL (attacks/ggl.py): CMA-ES over a generator's latent space; steps = generations
     c.attack.generator_path = ""  # train_generator checkpoint ('' = untrained, the ablation)
     c.attack.generator_dim = 128  # untrained generator only: width
@@ -177,6 +178,7 @@ def validate(config) -> None:
     _positive("attack.tv", a.tv, allow_zero=True)
     _positive("attack.success_psnr", a.success_psnr)
     _positive("attack.checkpoint_every", a.checkpoint_every, integer=True)
+    _positive("attack.num_devices", a.get("num_devices", 1), allow_zero=True, integer=True)
     spec.check(a)
 
 

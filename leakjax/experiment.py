@@ -293,6 +293,7 @@ def attack_observations(
             checkpoint=None if checkpoint_dir is None else checkpoint_dir / f"attack_n{n}.msgpack",
             checkpoint_every=int(a.checkpoint_every) if a.steps > a.checkpoint_every else 0,
             resume=resume,
+            num_devices=int(a.get("num_devices", 1)),
         )
         for j, i in enumerate(idx):
             out[i] = {"result": res, "trial": j}

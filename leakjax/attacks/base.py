@@ -4,8 +4,9 @@ An attack is a factory ``make(observation, model, cfg, ...) -> Attack(init, step
 of pure functions (the optax ``GradientTransformation`` pattern): ``init(key) -> state``,
 ``step(state, key) -> (state, {'loss': scalar, ...})``, ``result(state) ->
 Reconstruction``. `run` owns everything else: jit, `lax.scan` in chunks, `vmap` over
-restarts and over trials (independent observations), progress lines, NaN/Inf
-detection per restart, and best-restart selection. Attacks never write files.
+restarts and over trials (independent observations), optionally the trials split across
+devices (jit + `NamedSharding` over a 1-D mesh), progress lines, NaN/Inf detection per
+restart, and best-restart selection. Attacks never write files.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import serialization
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from leakjax.observation import GroundTruth, Observation, stack  # noqa: F401 (re-export)
 from leakjax.progress import Progress
@@ -146,6 +149,26 @@ def _all_finite(tree) -> Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
+def _pad_trials(tree, total: int):
+    """Pad the leading (trial) axis to ``total`` by repeating the last trial.
+
+    Padding trials are real copies (finite, well-posed problems), so they cannot fail or
+    slow down the real ones; `run` drops them before anything is reported.
+    """
+
+    def pad(a):
+        extra = total - a.shape[0]
+        if extra == 0:
+            return a
+        return jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)], axis=0)
+
+    return jax.tree.map(pad, tree)
+
+
+def _shard(tree, sharding):
+    return tree if sharding is None else jax.device_put(tree, sharding)
+
+
 def run(
     attack: Attack | Callable[[Any], Attack],
     key: PRNGKey,
@@ -160,6 +183,7 @@ def run(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 0,
     resume: bool = False,
+    num_devices: int = 1,
 ) -> RunResult:
     """Run an attack for ``steps`` steps, ``restarts`` restarts, over ``trials``.
 
@@ -181,6 +205,12 @@ def run(
         SIGINT/SIGTERM) and when a signal arrives, after which `Interrupted` is raised.
       resume: continue from ``checkpoint`` if it exists. The result equals that of an
         uninterrupted run (every step's key is ``fold_in(restart key, step)``).
+      num_devices: split the trials across this many devices (0: all) with jit and a
+        `NamedSharding` of the trial axis over a 1-D mesh (`leakjax.fl.sharding.client_mesh`);
+        the trial count is padded to a multiple of it with copies of the last trial, which
+        are dropped from the result. Each trial's computation is unchanged, so results equal
+        those on one device (tests/test_attack_sharding.py). Checkpoints hold only the real
+        trials and resume with any ``num_devices``.
 
     Returns:
       RunResult.
@@ -195,12 +225,24 @@ def run(
     num_trials = jax.tree.leaves(trials)[0].shape[0]
     chunk = max(1, min(chunk, steps))
     num_chunks = math.ceil(steps / chunk)
+    sharding = None
+    padded = num_trials
+    if num_devices != 1:
+        from leakjax.fl.sharding import client_mesh
+
+        mesh = client_mesh(num_devices, axis="trials")
+        if mesh.size > 1:
+            sharding = NamedSharding(mesh, P("trials"))
+            padded = math.ceil(num_trials / mesh.size) * mesh.size
+            trials = _pad_trials(trials, padded)
+    real = lambda tree: jax.tree.map(lambda a: a[:num_trials], tree)  # noqa: E731
 
     keys = jax.vmap(
         lambda t: jax.vmap(lambda r: jax.random.fold_in(jax.random.fold_in(key, t), r))(
             jnp.arange(restarts)
         )
-    )(jnp.arange(num_trials))
+    )(jnp.arange(padded))
+    trials, keys = _shard(trials, sharding), _shard(keys, sharding)
 
     def init_trial(trial, ks):
         return jax.vmap(factory(trial).init)(ks)
@@ -248,20 +290,20 @@ def run(
         return states, alive, failed_step, last_loss, jnp.moveaxis(losses, 0, -1)
 
     t0 = time.perf_counter()
-    states = init_all(trials, keys)
+    states = _shard(init_all(trials, keys), sharding)
     shape = (num_trials, restarts)
-    alive = jnp.ones(shape, bool)
-    failed_step = jnp.full(shape, -1, jnp.int32)
-    last_loss = jnp.full(shape, jnp.inf, jnp.float32)
+    alive = _shard(jnp.ones((padded, restarts), bool), sharding)
+    failed_step = _shard(jnp.full((padded, restarts), -1, jnp.int32), sharding)
+    last_loss = _shard(jnp.full((padded, restarts), jnp.inf, jnp.float32), sharding)
     all_losses = []
     start_chunk = 0
     meta = np.asarray([steps, restarts, chunk, num_trials], np.int64)
     if resume and checkpoint is not None and pathlib.Path(checkpoint).exists():
         template = {
-            "states": states,
-            "alive": alive,
-            "failed_step": failed_step,
-            "last_loss": last_loss,
+            "states": real(states),
+            "alive": real(alive),
+            "failed_step": real(failed_step),
+            "last_loss": real(last_loss),
             "done_chunks": np.int64(0),
             "meta": meta,
             "losses": np.zeros(shape + (0,), np.float32),
@@ -279,11 +321,16 @@ def run(
                 f"{name}: checkpoint {checkpoint} was written for steps/restarts/chunk/trials "
                 f"{np.asarray(ck['meta']).tolist()}, not {meta.tolist()}"
             )
+        # restore the real trials; padding trials restart from their fresh state
+        # (they are copies whose results are dropped).
+        fresh = (states, alive, failed_step, last_loss)
+        loaded = (ck["states"], ck["alive"], ck["failed_step"], ck["last_loss"])
         states, alive, failed_step, last_loss = (
-            ck["states"],
-            ck["alive"],
-            ck["failed_step"],
-            ck["last_loss"],
+            _shard(
+                jax.tree.map(lambda c, f: jnp.concatenate([c, f[num_trials:]], axis=0), ld, fr),
+                sharding,
+            )
+            for ld, fr in zip(loaded, fresh, strict=True)
         )
         start_chunk = int(ck["done_chunks"])
         if ck["losses"].shape[-1]:
@@ -296,10 +343,10 @@ def run(
         save_checkpoint(
             checkpoint,
             {
-                "states": states,
-                "alive": alive,
-                "failed_step": failed_step,
-                "last_loss": last_loss,
+                "states": real(states),
+                "alive": real(alive),
+                "failed_step": real(failed_step),
+                "last_loss": real(last_loss),
                 "done_chunks": np.int64(done_chunks),
                 "meta": meta,
                 "losses": np.concatenate(all_losses, axis=-1)
@@ -313,21 +360,22 @@ def run(
             states, alive, failed_step, last_loss, losses = run_chunk(
                 states, trials, keys, alive, failed_step, last_loss, jnp.int32(c * chunk)
             )
-            losses = np.asarray(losses)
+            losses = np.asarray(losses)[:num_trials]
             all_losses.append(losses)
             done = min((c + 1) * chunk, steps)
             if c == start_chunk:
                 compile_seconds = time.perf_counter() - t0
-            ll = np.asarray(last_loss)
-            healthy = np.where(np.asarray(alive), ll, np.inf)
+            ll = np.asarray(last_loss)[:num_trials]
+            alive_now = np.asarray(alive)[:num_trials]
+            healthy = np.where(alive_now, ll, np.inf)
             best_now = float(np.min(healthy)) if np.isfinite(healthy).any() else float("nan")
-            nfail = int((~np.asarray(alive)).sum())
+            nfail = int((~alive_now).sum())
             fields = {"best_loss": best_now}
             if nfail:
                 fields["failed"] = f"{nfail}/{num_trials * restarts}"
             prog.update(done, **fields)
             if on_chunk is not None:
-                on_chunk(done, states)
+                on_chunk(done, states if sharding is None else real(states))
             last = c == num_chunks - 1
             if (
                 checkpoint is not None
@@ -339,9 +387,9 @@ def run(
                 raise Interrupted(done, None if checkpoint is None else str(checkpoint))
 
     rec = jax.jit(jax.vmap(result_trial))(trials, states)
-    rec = Reconstruction(*(None if a is None else np.asarray(a) for a in rec))
-    alive_np = np.asarray(alive)
-    final = np.asarray(last_loss)
+    rec = Reconstruction(*(None if a is None else np.asarray(a)[:num_trials] for a in rec))
+    alive_np = np.asarray(alive)[:num_trials]
+    final = np.asarray(last_loss)[:num_trials]
     score = np.where(alive_np, final, np.inf)
     # all failed: fall back to the last finite state of the restart with the lowest loss
     score = np.where(alive_np.any(axis=1, keepdims=True), score, final)
@@ -355,7 +403,7 @@ def run(
         final_loss=final,
         best=best,
         failed=~alive_np,
-        failed_step=np.asarray(failed_step),
+        failed_step=np.asarray(failed_step)[:num_trials],
         trial_failed=~alive_np.any(axis=1),
         steps=steps,
         seconds=time.perf_counter() - t0,

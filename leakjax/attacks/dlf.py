@@ -91,7 +91,7 @@ class DLFConfig:
       boxed: project the images into the valid box after every step (not in the paper,
         which relies on the clip prior; Inverting Gradients does it).
       simulation: 'exact' or 'reference' (no momentum / weight decay in the simulation).
-      remat: rematerialize the simulated local steps (memory O(1) in the step count).
+      remat: rematerialize the simulated local steps (memory O(sqrt(steps)): `fl.client_update`).
     """
 
     lr: float = 0.1

@@ -23,7 +23,7 @@ def simulated_update(model, obs, x, y, simulation: str = "exact", remat: bool = 
       obs: the `Observation` (weights, mode, public hyperparameters).
       x: [N, H, W, C]; y: [N] int or [N, C] label distributions.
       simulation: 'exact' or 'reference'.
-      remat: rematerialize the simulated local steps (memory O(1) in the step count).
+      remat: rematerialize the simulated local steps (memory O(sqrt(steps)): `fl.client_update`).
       key: shuffle key for the simulated client (None: fixed order, the usual choice
         of an attacker who does not know the client's permutation).
     """
