@@ -41,7 +41,7 @@ def _time(fn, repeats):
     return first - best, best
 
 
-def bench_fedavg(repeats, conv_impl="auto", client_chunk=10):
+def bench_fedavg(repeats, conv_impl="auto", client_chunk=0):
     model = models.get("cnn", 10, (32, 32, 3), conv_impl=conv_impl)
     v = model.init(jax.random.key(0))
     rng = np.random.default_rng(0)
@@ -100,7 +100,7 @@ def main():
     ap.add_argument("--only", default="train_step,ig,fedavg")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--conv_impl", default="auto")
-    ap.add_argument("--client_chunk", type=int, default=10, help="clients vmapped together")
+    ap.add_argument("--client_chunk", type=int, default=0, help="clients vmapped (0: auto)")
     ap.add_argument("--tune_alloc", action="store_true", help="models.tune_host_allocator()")
     ap.add_argument("--out", default="")
     args = ap.parse_args()

@@ -53,7 +53,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.fl.lr_decay = 0.95
     c.fl.momentum = 0.0
     c.fl.weight_decay = 0.0
-    c.fl.client_chunk = 10
+    c.fl.client_chunk = 0  # clients vmapped together (0: auto = 1 on CPU, 10 on GPU)
     c.fl.num_devices = 1  # split clients over this many devices (0: all)
     c.fl.eval_batch = 500
 
@@ -146,7 +146,7 @@ def validate(config) -> None:
     if not 0 <= f.momentum < 1:
         raise ConfigError(f"fl.momentum must be in [0, 1), got {f.momentum!r}")
     _positive("fl.weight_decay", f.weight_decay, allow_zero=True)
-    _positive("fl.client_chunk", f.client_chunk, integer=True)
+    _positive("fl.client_chunk", f.client_chunk, allow_zero=True, integer=True)
     _positive("fl.num_devices", f.num_devices, allow_zero=True, integer=True)
     if a.name == NO_ATTACK:  # FedAvg only (the paper's Fig. 48): no attack setting applies
         if f.rounds < 1:

@@ -67,7 +67,7 @@ from flax import struct
 from leakjax import data, models, report
 from leakjax.config import NORMALIZE, PARTITIONS, base_config
 from leakjax.fl.client import ClientHParams, client_update, cross_entropy
-from leakjax.fl.server import FLSettings, make_accuracy, make_train_round
+from leakjax.fl.server import FLSettings, make_accuracy, make_train_round, resolve_client_chunk
 from leakjax.models.generators import DMGANDiscriminator, DMGANGenerator
 from leakjax.progress import Progress
 from leakjax.types import ConfigError, NumericalError
@@ -147,8 +147,9 @@ def validate(config) -> None:
     _num("fl.rounds", f.rounds, integer=True)
     if not 0 < f.client_fraction <= 1:
         raise ConfigError(f"fl.client_fraction must be in (0, 1], got {f.client_fraction!r}")
-    for key in ("local_epochs", "batch_size", "client_chunk", "eval_batch"):
+    for key in ("local_epochs", "batch_size", "eval_batch"):
         _num(f"fl.{key}", f[key], integer=True)
+    _num("fl.client_chunk", f.client_chunk, strict=False, integer=True)
     _num("fl.lr", f.lr)
     _num("fl.lr_decay", f.lr_decay)
     _num("fl.weight_decay", f.weight_decay, strict=False)
@@ -715,7 +716,7 @@ def run(config, workdir, key=None, *, progress: bool | None = None) -> dict:
 
     # client data as fixed-shape arrays: the round function compiles once
     m_h = max(1, int(round(len(p.honest) * s.client_fraction)))
-    chunk = max(1, min(s.client_chunk, m_h))
+    chunk = resolve_client_chunk(s.client_chunk, m_h)
     num_chunks = math.ceil(m_h / chunk)
     slots = num_chunks * chunk
     x_all, y_all, n_all = p.train.x, p.train.y, p.train.n

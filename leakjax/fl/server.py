@@ -43,7 +43,7 @@ class FLSettings:
     lr_decay: float = 0.95
     momentum: float = 0.0
     weight_decay: float = 0.0
-    client_chunk: int = 10  # clients trained at once (vmap); chunks are scanned
+    client_chunk: int = 0  # clients trained at once (vmap; 0: auto, `resolve_client_chunk`)
     eval_batch: int = 500
 
     def hparams(self, round_idx: int) -> ClientHParams:
@@ -69,12 +69,29 @@ class SimResult:
 
 
 def _normalize(x_u8, mean, std):
-    return (x_u8.astype(jnp.float32) / 255.0 - mean) / std
+    """uint8 images -> normalized float32, materialized once: without the barrier XLA fuses
+    the conversion into every local step's minibatch gather and redoes it (10% of a cnn step
+    on CPU, benchmarks/fl_round.py)."""
+    return jax.lax.optimization_barrier((x_u8.astype(jnp.float32) / 255.0 - mean) / std)
 
 
 def weighted_average(stacked, weights):
     """sum_k w_k * tree_k for a tree with a leading client axis; ``weights`` sum to 1."""
     return jax.tree.map(lambda a: jnp.tensordot(weights.astype(a.dtype), a, axes=1), stacked)
+
+
+def resolve_client_chunk(client_chunk: int, num_clients: int) -> int:
+    """Clients trained at once (vmapped); the chunks are scanned.
+
+    ``client_chunk`` 0 means auto: 1 on CPU (a scan over clients), 10 elsewhere. On XLA's CPU
+    backend a vmapped convolution with per-client weights becomes a grouped convolution that
+    runs slower than the clients one after another (cnn, CIFAR shapes: 0.41 s against
+    0.19 s per local step for 2 clients; digits quickstart shapes: 5.5 ms against 1.5 ms;
+    BUILD_NOTES "FedAvg round"); on a GPU the batched clients fill the device.
+    """
+    if client_chunk == 0:
+        client_chunk = 1 if jax.default_backend() == "cpu" else 10
+    return max(1, min(int(client_chunk), int(num_clients)))
 
 
 def make_train_round(model, settings: FLSettings, mean, std, mesh=None):
@@ -114,9 +131,14 @@ def make_train_round(model, settings: FLSettings, mean, std, mesh=None):
                 xc, yc, nc, kc = (
                     jax.lax.with_sharding_constraint(a, spec) for a in (xc, yc, nc, kc)
                 )
-            vs, losses = jax.vmap(one_client, in_axes=(None, 0, 0, 0, 0, None))(
-                global_vars, xc, yc, nc, kc, lr
-            )
+            if chunk == 1:  # no vmap: a vmapped conv with per-client weights is a grouped
+                # conv, 30% slower on CPU even for one client (benchmarks/fl_round.py)
+                vs, losses = one_client(global_vars, xc[0], yc[0], nc[0], kc[0], lr)
+                vs, losses = jax.tree.map(lambda a: a[None], (vs, losses))
+            else:
+                vs, losses = jax.vmap(one_client, in_axes=(None, 0, 0, 0, 0, None))(
+                    global_vars, xc, yc, nc, kc, lr
+                )
             w = nc.astype(jnp.float32) / total
             acc = jax.tree.map(jnp.add, acc, weighted_average(vs, w))
             loss_acc = loss_acc + jnp.sum(w * losses)
@@ -237,7 +259,7 @@ def simulate(
     rng = np.random.default_rng(seed)
 
     ndev = 1 if mesh is None else mesh.devices.size
-    chunk = max(1, min(settings.client_chunk, m))
+    chunk = resolve_client_chunk(settings.client_chunk, m)
     chunk = math.ceil(chunk / ndev) * ndev
     num_chunks = math.ceil(m / chunk)
     slots = num_chunks * chunk  # selected clients padded with n = 0 clients
