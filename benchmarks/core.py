@@ -23,7 +23,7 @@ import numpy as np
 from leakjax import models
 from leakjax.attacks import inverting_gradients as ig
 from leakjax.fl import ClientHParams, FLSettings, client_update
-from leakjax.fl.server import make_train_round
+from leakjax.fl.server import make_train_round, resolve_client_chunk
 from leakjax.observation import fedavg_observation
 
 REFERENCE = {"fedavg_round": 33.7, "ig_fedavg_iter": 1.32, "train_step_b50": 33.7 / 200}
@@ -46,10 +46,13 @@ def bench_fedavg(repeats, conv_impl="auto", client_chunk=0):
     v = model.init(jax.random.key(0))
     rng = np.random.default_rng(0)
     k, n = 10, 500
-    x = rng.integers(0, 256, (1, k, n, 32, 32, 3), dtype=np.uint8)
-    y = rng.integers(0, 10, (1, k, n)).astype(np.int32)
-    ns = np.full((1, k), n, np.int32)
-    keys = jax.random.split(jax.random.key(1), k).reshape(1, k)
+    c = resolve_client_chunk(client_chunk, k)  # clients vmapped together; chunks scanned
+    g = -(-k // c)
+    x = rng.integers(0, 256, (g, c, n, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, (g, c, n)).astype(np.int32)
+    ns = np.full((g, c), n, np.int32)
+    ns.reshape(-1)[k:] = 0  # padding clients
+    keys = jax.random.split(jax.random.key(1), g * c).reshape(g, c)
     s = FLSettings(
         epochs=2, batch_size=50, lr=0.1, momentum=0.5, weight_decay=1e-5, client_chunk=client_chunk
     )

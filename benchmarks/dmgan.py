@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from leakjax.attacks import dmgan
-from leakjax.fl.server import FLSettings, make_train_round
+from leakjax.fl.server import FLSettings, make_train_round, resolve_client_chunk
 from leakjax.models.generators import DMGANGenerator
 
 SHAPE = (28, 28, 1)
@@ -53,17 +53,19 @@ def bench(images=4800, clients=10, g_steps=100, d_width=64, g_width=64, repeats=
     model = dmgan.global_model(config, C, SHAPE)
     gen = DMGANGenerator(SHAPE, width=g_width)
     judge_model = dmgan.global_model(config, C - 1, SHAPE)
-    settings = FLSettings(epochs=2, batch_size=50, lr=0.1, client_chunk=clients - 1)
+    settings = FLSettings(epochs=2, batch_size=50, lr=0.1)
     att = dmgan.DMGANSettings(num_fake=images, g_steps=g_steps)
     mean, std = 0.5, 0.5
     ks = jax.random.split(jax.random.key(0), 8)
     gvars = model.init(ks[0])
     gstate = dmgan.init_generator(gen, att, ks[1])
     h = clients - 1
-    hx = jax.random.randint(ks[2], (1, h, images) + SHAPE, 0, 256).astype(jnp.uint8)
-    hy = jax.random.randint(ks[3], (1, h, images), 0, C)
-    hn = jnp.full((1, h), images, jnp.int32)
-    hkeys = jax.random.split(ks[4], h).reshape(1, h)
+    c = resolve_client_chunk(0, h)  # honest clients vmapped together (CPU: 1)
+    g = -(-h // c)
+    hx = jax.random.randint(ks[2], (g, c, images) + SHAPE, 0, 256).astype(jnp.uint8)
+    hy = jax.random.randint(ks[3], (g, c, images), 0, C)
+    hn = (jnp.arange(g * c) < h).reshape(g, c) * images
+    hkeys = jax.random.split(ks[4], g * c).reshape(g, c)
     ax = jax.random.randint(ks[5], (images,) + SHAPE, 0, 256).astype(jnp.uint8)
     ay = jax.random.randint(ks[6], (images,), 0, C)
     jd = dmgan.Judge(
