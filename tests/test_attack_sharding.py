@@ -66,19 +66,22 @@ _SCRIPT = textwrap.dedent(
             a, b = getattr(one, name), getattr(many, name)
             assert np.array_equal(a, b), (mode, name, a, b)
         for name in ("losses", "final_loss"):  # last-ulp differences: see the test docstring
-            np.testing.assert_allclose(getattr(one, name), getattr(many, name), rtol=1e-6, atol=0)
+            np.testing.assert_allclose(getattr(one, name), getattr(many, name), rtol=1e-5, atol=0)
+        worst = 0.0
         for a, b in ((one.restarts.images, many.restarts.images),
                      (one.reconstruction.images, many.reconstruction.images)):
-            assert np.array_equal(a, b), (mode, float(np.max(np.abs(a - b))))
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-5, err_msg=mode)
+            worst = max(worst, float(np.max(np.abs(a - b))))
         assert np.all(np.isfinite(many.losses))
-        print(mode, t, "trials on", devices, "devices: bit-for-bit equal")
+        print(mode, t, "trials on", devices, "devices:",
+              "bit-for-bit" if worst == 0 else f"images differ by at most {worst:.2e}")
         if t % devices:  # checkpoints hold the real trials: resume on 1 device from k devices
             ck = os.path.join(tmp, mode + ".msgpack")
             attacks.run(factory, jax.random.key(1), num_devices=devices, checkpoint=ck,
                         checkpoint_every=3, **kw)
             res = attacks.run(factory, jax.random.key(1), checkpoint=ck, resume=True, **kw)
-            assert np.array_equal(res.restarts.images, one.restarts.images)
-            np.testing.assert_allclose(res.losses, one.losses, rtol=1e-6, atol=0)
+            np.testing.assert_allclose(res.restarts.images, one.restarts.images, rtol=0, atol=1e-5)
+            np.testing.assert_allclose(res.losses, one.losses, rtol=1e-5, atol=0)
             print("resumed on 1 device from", devices)
     shutil.rmtree(tmp)
     print("OK")
@@ -88,16 +91,19 @@ _SCRIPT = textwrap.dedent(
 
 def test_sharded_trials_equal_one_device():
     """8 trials on 8 fake CPU devices stay split (one per device after every chunk), and they
-    (and 5 trials padded to 8 on 4 devices, fedavg mode) give bit-for-bit the images (every restart's and the selected ones), the selected
-    restarts and the failure flags of the same trials on one device.
+    (and 5 trials padded to 8 on 4 devices, fedavg mode) give the images (every restart's and
+    the selected ones), the selected restarts and the failure flags of the same trials on one
+    device: the discrete outputs exactly, the images bit-for-bit on the development machine.
 
-    The reported loss values are compared with ``rtol=1e-6`` instead: measured, 10-20% of them
-    differ in the last ulp (|diff| <= 1.2e-7 on losses ~0.3). The trial axis is only split,
-    never reduced over, so every trial runs the same arithmetic; but the scalar loss is a
-    reduction over all parameters that XLA:CPU emits as a separate fusion whose vectorized
+    The reported loss values are compared with ``rtol=1e-5`` instead. The trial axis is only
+    split, never reduced over, so every trial runs the same arithmetic; but the scalar loss is
+    a reduction over all parameters that XLA:CPU emits as a separate fusion whose vectorized
     accumulation order depends on the per-device batch (16 trial x restart rows on one device,
-    2 per device on 8), which changes the rounding of the sum. The gradients that move the
-    images do not go through that fusion, hence the bit-equal images.
+    2 per device on 8), which changes the rounding of the sum. Measured: on the development
+    machine 10-20% of the losses differ by at most 4 ulp (1.2e-7 on ~0.3); on the CI machine's
+    CPU by up to 1.9e-6 relative (18 ulp). The images are bit-for-bit equal on the development
+    machine (printed as ``bit-for-bit``); since conv kernels may also tile by batch on other
+    CPUs, a run elsewhere accepts |diff| <= 1e-5 and prints the largest difference instead.
     """
     env = dict(os.environ)
     env["XLA_FLAGS"] = (
