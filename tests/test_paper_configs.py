@@ -5,9 +5,10 @@ cpu / tiny variants are smaller than the full one. One tiny end-to-end sweep (sl
 import json
 import pathlib
 
+import numpy as np
 import pytest
 
-from leakjax import config, sweep
+from leakjax import config, data, sweep
 from leakjax.attacks import dmgan
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -125,7 +126,7 @@ def test_presets_load_validate_and_shrink(path):
         assert _identity(small)[0] == EXPECTED[stem][0]  # same attack
         assert small.data.name == "digits"  # offline data when LEAKJAX_SHARED_DATA is unset
         assert small.fl.num_clients <= full.fl.num_clients
-        assert small.fl.batch_size == full.fl.batch_size
+        assert small.fl.batch_size <= full.fl.batch_size
         assert small.fl.local_epochs <= full.fl.local_epochs
     fs, cs, ts = _size(full), _size(cpu), _size(tiny)
     assert all(c <= f for c, f in zip(cs, fs)) and all(t <= c for t, c in zip(ts, cs))
@@ -136,6 +137,41 @@ def test_presets_load_validate_and_shrink(path):
     assert cpu.name.endswith("_cpu") and tiny.name.endswith("_tiny")
     with pytest.raises(ValueError, match="preset"):
         sweep.load_config(f"{path}:huge")
+
+
+@pytest.mark.parametrize("real", [False, True], ids=["digits", "real"])
+def test_cpu_presets_give_every_client_a_local_batch(real, monkeypatch, tmp_path):
+    """Every cpu / tiny variant that trains FedAvg passes the simulator's check that each client
+    holds one local batch after the 80/20 split, on the offline digits and on the 2,000 real
+    images of $LEAKJAX_SHARED_DATA (fig33-36: 100 clients x batch 50 once failed there)."""
+    if real:
+        (tmp_path / "cifar-10-batches-py").mkdir()
+        (tmp_path / "mnist").mkdir()
+        monkeypatch.setenv("LEAKJAX_SHARED_DATA", str(tmp_path))
+    else:
+        monkeypatch.delenv("LEAKJAX_SHARED_DATA", raising=False)
+    digits = data.load("digits").train_labels
+    checked = 0
+    for path in FILES:
+        for preset in ("cpu", "tiny"):
+            c = _load(path, preset)
+            if int(c.fl.rounds) == 0 or ("dmgan" not in c and c.attack.mode == "gradient"):
+                continue
+            labels = digits if c.data.name == "digits" else np.arange(c.data.max_train) % 10
+            part = data.partition(
+                labels,
+                int(c.fl.num_clients),
+                c.data.partition,
+                beta=float(c.data.beta),
+                classes_per_client=int(c.data.classes_per_client),
+                test_fraction=float(c.data.test_fraction),
+                min_size=int(c.data.min_size),
+                seed=int(c.seed),
+            )
+            smallest = min(len(i) for i in part.train_idx)
+            assert smallest >= c.fl.batch_size, (path, preset, smallest, c.fl.batch_size)
+            checked += 1
+    assert checked >= 40
 
 
 def test_real_data_and_generator_from_the_environment(monkeypatch, tmp_path):
