@@ -126,13 +126,16 @@ def test_differentiable_wrt_images_and_soft_labels(mlp):
         def f64(xd):
             after = client_update(mlp.apply, v64, xd, y, None, None, hp)
             d = param_delta(v64, after)
-            return sum(jnp.sum((a - b) ** 2) for a, b in zip(jax.tree.leaves(d), jax.tree.leaves(target)))
+            return sum(
+                jnp.sum((a - b) ** 2) for a, b in zip(jax.tree.leaves(d), jax.tree.leaves(target))
+            )
 
         g64 = jax.grad(f64)(x64)
         d = jax.random.normal(jax.random.key(7), x.shape, jnp.float64)
         eps = 1e-5
         fd = (f64(x64 + eps * d) - f64(x64 - eps * d)) / (2 * eps)
         np.testing.assert_allclose(float(fd), float(jnp.sum(g64 * d)), rtol=1e-4)
+
     # remat gives the same gradient
     def f_remat(xd):
         after = client_update(mlp.apply, v, xd, y, None, None, hp, remat=True)

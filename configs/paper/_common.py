@@ -142,8 +142,9 @@ def max_clients(c) -> int:
 
 def _fit_clients(c) -> None:
     """Fewer clients, where FedAvg trains (gradient-mode attacks only sample a batch), when the
-    paper's count cannot give every client a local batch on the small CPU data (e.g. 100 clients x batch 50 need 6,250 images; the CPU study has 2,000):
-    the batch size, the setting these figures are about, is kept."""
+    paper's count cannot give every client a local batch on the small CPU data (100 clients x
+    batch 50 need 6,250 images; the CPU study has 2,000): the batch size, the setting these
+    figures are about, is kept."""
     trains = int(c.fl.rounds) > 0 and ("dmgan" in c or c.attack.mode != "gradient")
     if trains and int(c.fl.num_clients) > max_clients(c):
         c.fl.num_clients = max_clients(c)
