@@ -73,6 +73,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.attack.init = "randn"
     c.attack.simulation = "exact"  # exact | reference
     c.attack.remat = False
+    c.attack.factored = True  # gradient mode: dense-kernel gradients as rank-B factors
     c.attack.success_psnr = 19.0
     c.attack.checkpoint_every = 1000  # attacks longer than this checkpoint every K steps
     c.attack.num_devices = 1  # split the attacked trials over this many devices (0: all)

@@ -63,6 +63,8 @@ class DLGConfig:
       num_images: number of dummies (default: the observation's sample count).
       simulation: fedavg mode: 'exact' (the client's hyperparameters) or 'reference'.
       remat: rematerialize the simulated local steps.
+      factored: 'gradient' mode: keep big dense-kernel gradients factored
+        (`leakjax.attacks.lowrank`; same objective to float32 rounding, several times faster).
     """
 
     lr: float = 1.0
@@ -74,6 +76,7 @@ class DLGConfig:
     num_images: int | None = None
     simulation: str = "exact"
     remat: bool = False
+    factored: bool = True
 
 
 @struct.dataclass
@@ -133,7 +136,9 @@ def matching_attack(obs, model, cfg: DLGConfig, fixed, *, box) -> Attack:
 
     def objective(params):
         y = fixed if fixed is not None else jax.nn.softmax(params["y"], axis=-1)
-        upd = simulated_update(model, obs, params["x"], y, cfg.simulation, cfg.remat)
+        upd = simulated_update(
+            model, obs, params["x"], y, cfg.simulation, cfg.remat, factored=cfg.factored
+        )
         return losses.l2(upd, obs.update)
 
     if cfg.linesearch == "zoom":  # reuse the value and gradient the line search computed
@@ -221,12 +226,13 @@ def options(acfg) -> dict:
         init=str(acfg.get("init", "randn")),
         simulation=str(acfg.get("simulation", "exact")),
         remat=bool(acfg.get("remat", False)),
+        factored=bool(acfg.get("factored", True)),
     )
 
 
 def config_from(acfg) -> DLGConfig:
     """DLGConfig from a config's ``attack`` group (keys: lr, lbfgs_memory, linesearch,
-    linesearch_steps, labels, init, simulation, remat)."""
+    linesearch_steps, labels, init, simulation, remat, factored)."""
     return DLGConfig(labels=label_mode(str(acfg.labels)), **options(acfg))
 
 

@@ -91,6 +91,8 @@ class GGLConfig:
         'idlg', or 'fixed' (the labels given to `make`).
       num_images: images searched (default: the observation's sample count).
       simulation: fedavg mode: 'exact' or 'reference' (see `simulated_update`).
+      factored: 'gradient' mode: keep big dense-kernel gradients factored
+        (`leakjax.attacks.lowrank`; same fitness to float32 rounding, several times faster).
     """
 
     generator_path: str = ""
@@ -105,6 +107,7 @@ class GGLConfig:
     labels: str = "auto"
     num_images: int | None = None
     simulation: str = "exact"
+    factored: bool = True
 
 
 @struct.dataclass
@@ -253,7 +256,7 @@ def fitness_fn(obs, model, images, labels, cfg: GGLConfig):
     num_tensors = len(jax.tree.leaves(observed))
 
     def fitness(z: Array) -> Array:
-        upd = simulated_update(model, obs, images(z), labels, cfg.simulation)
+        upd = simulated_update(model, obs, images(z), labels, cfg.simulation, factored=cfg.factored)
         upd = jax.tree.map(lambda u: u * scale, upd)
         return losses.l2(upd, observed) / num_tensors + cfg.kl_weight * kl_prior(z)
 
@@ -379,6 +382,7 @@ def config_from(acfg) -> GGLConfig:
         population_chunk=_get(acfg, "population_chunk", d.population_chunk),
         labels=label_mode(str(acfg.labels)),
         simulation=_get(acfg, "simulation", d.simulation),
+        factored=bool(_get(acfg, "factored", d.factored)),
     )
 
 

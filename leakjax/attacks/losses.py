@@ -6,7 +6,9 @@
 - `layer_weighted_l2`: sum_l w_l ||a_l - b_l||^2 (DLF, Dimitrov et al. 2022).
 - `tv_l1` / `tv_l2`: total variation priors on NHWC images.
 
-All are pure, jit/vmap/grad-friendly and finite on all-zero inputs.
+All are pure, jit/vmap/grad-friendly and finite on all-zero inputs. The matching losses also
+accept `leakjax.attacks.lowrank.LowRank` leaves (a dense-kernel gradient kept as its factors)
+on either side.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from leakjax.attacks import lowrank
 from leakjax.types import Array, PyTree
 
 _TINY = 1e-12
@@ -27,17 +30,17 @@ def _leaves(tree: PyTree) -> list[Array]:
 
 def sq_norm(tree: PyTree) -> Array:
     """Sum of squares of every element of a pytree."""
-    return sum(jnp.sum(jnp.square(x)) for x in _leaves(tree))
+    return sum(lowrank.sq_norm(x) for x in _leaves(tree))
 
 
 def dot(a: PyTree, b: PyTree) -> Array:
     """Inner product of two pytrees of the same structure."""
-    return sum(jnp.sum(x * y) for x, y in zip(_leaves(a), _leaves(b), strict=True))
+    return sum(lowrank.inner(x, y) for x, y in zip(_leaves(a), _leaves(b), strict=True))
 
 
 def l2(a: PyTree, b: PyTree) -> Array:
     """sum_l ||a_l - b_l||^2."""
-    return sum(jnp.sum(jnp.square(x - y)) for x, y in zip(_leaves(a), _leaves(b), strict=True))
+    return sum(lowrank.sq_dist(x, y) for x, y in zip(_leaves(a), _leaves(b), strict=True))
 
 
 def cosine(a: PyTree, b: PyTree) -> Array:
@@ -56,9 +59,9 @@ def layerwise_cosine(a: PyTree, b: PyTree) -> Array:
     """Mean over tensors of 1 - cos(a_l, b_l)."""
     terms = []
     for x, y in zip(_leaves(a), _leaves(b), strict=True):
-        nx = jnp.sqrt(jnp.maximum(jnp.sum(x * x), _TINY))
-        d = nx * jnp.sqrt(jnp.maximum(jnp.sum(y * y), _TINY))
-        terms.append(1.0 - jnp.sum(x * y) / d)
+        nx = jnp.sqrt(jnp.maximum(lowrank.sq_norm(x), _TINY))
+        d = nx * jnp.sqrt(jnp.maximum(lowrank.sq_norm(y), _TINY))
+        terms.append(1.0 - lowrank.inner(x, y) / d)
     return jnp.mean(jnp.stack(terms))
 
 
@@ -67,7 +70,7 @@ def layer_weighted_l2(a: PyTree, b: PyTree, weights: Sequence[float] | Array) ->
     la, lb = _leaves(a), _leaves(b)
     if len(weights) != len(la):
         raise ValueError(f"layer_weighted_l2: {len(weights)} weights for {len(la)} tensors")
-    return sum(w * jnp.sum(jnp.square(x - y)) for w, x, y in zip(weights, la, lb, strict=True))
+    return sum(w * lowrank.sq_dist(x, y) for w, x, y in zip(weights, la, lb, strict=True))
 
 
 def exp_layer_weights(tree: PyTree, base: float = jnp.e) -> Array:

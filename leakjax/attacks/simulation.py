@@ -10,12 +10,22 @@ REFERENCE.md §5 item 5) for comparisons.
 
 from __future__ import annotations
 
+from leakjax.attacks import lowrank
 from leakjax.fl.client import ClientHParams, client_update, gradient, param_delta
 
 SIMULATIONS = ("exact", "reference")
 
 
-def simulated_update(model, obs, x, y, simulation: str = "exact", remat: bool = False, key=None):
+def simulated_update(
+    model,
+    obs,
+    x,
+    y,
+    simulation: str = "exact",
+    remat: bool = False,
+    key=None,
+    factored: bool = False,
+):
     """Params-shaped update for data ``x`` (normalized) with int or soft labels ``y``.
 
     Args:
@@ -26,8 +36,13 @@ def simulated_update(model, obs, x, y, simulation: str = "exact", remat: bool = 
       remat: rematerialize the simulated local steps (memory O(sqrt(steps)): `fl.client_update`).
       key: shuffle key for the simulated client (None: fixed order, the usual choice
         of an attacker who does not know the client's permutation).
+      factored: 'gradient' mode: keep big dense-kernel gradients as their rank-B factors
+        (`leakjax.attacks.lowrank`); the result then only feeds `leakjax.attacks.losses`.
+        Ignored in 'fedavg' mode.
     """
     if obs.mode == "gradient":
+        if factored:
+            return lowrank.factored_gradient(model.apply, obs.variables, x, y, None, train=False)
         return gradient(model.apply, obs.variables, x, y, None, train=False)
     hp = obs.hp
     if simulation == "reference":
