@@ -55,6 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from leakjax import attacks, models
+from leakjax.attacks.base import chunked_map, resolve_vmap_chunk
 from leakjax.config import base_config
 from leakjax.fl import ClientHParams, FLSettings
 from leakjax.fl.server import make_train_round, resolve_client_chunk
@@ -264,6 +265,9 @@ def _case_attack(case: AttackCase):
 def bench_attack(case: AttackCase, n: int, repeats: int) -> dict:
     spec, atk = _case_attack(case)
     keys = jax.random.split(jax.random.key(3), n)
+    # restarts as `attacks.run` computes them by default (one after another for fedavg mode
+    # on CPU, vmapped otherwise); N = 1 is the same either way
+    vmap_chunk = resolve_vmap_chunk(-1, case.mode) if n > 1 else 0
     if spec.kind == "analytic":  # the closed form is the attack: time init
 
         def f(keys):
@@ -277,7 +281,7 @@ def bench_attack(case: AttackCase, n: int, repeats: int) -> dict:
 
         def f(states, key):
             ks = jax.random.split(key, n)
-            return jax.vmap(atk.step)(states, ks)[1]["loss"]
+            return chunked_map(atk.step, vmap_chunk)(states, ks)[1]["loss"]
 
         args = (states, jax.random.key(4))
         what = "one generation" if case.attack == "ggl" else "one step"
@@ -286,7 +290,10 @@ def bench_attack(case: AttackCase, n: int, repeats: int) -> dict:
     loops = case.mode == "fedavg"
     return {
         "name": case.name,
-        "setting": case.setting + f"; {what}",
+        "setting": case.setting
+        + f"; {what}"
+        + (f"; vmap_chunk {vmap_chunk}" if vmap_chunk else ""),
+        "vmap_chunk": vmap_chunk,
         "kind": "attack",
         "compile_s": compile_s,
         "iter_s": iter_s,

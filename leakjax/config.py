@@ -77,6 +77,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.attack.success_psnr = 19.0
     c.attack.checkpoint_every = 1000  # attacks longer than this checkpoint every K steps
     c.attack.num_devices = 1  # split the attacked trials over this many devices (0: all)
+    # restarts/trials one step computes at once: -1 auto (1 for fedavg mode on CPU, else all),
+    # 0 all vmapped, k >= 1 a lax.map of k vmapped at a time (attacks.base.resolve_vmap_chunk)
+    c.attack.vmap_chunk = -1
     # GGL (attacks/ggl.py): CMA-ES over a generator's latent space; steps = generations
     c.attack.generator_path = ""  # train_generator checkpoint ('' = untrained, the ablation)
     c.attack.generator_dim = 128  # untrained generator only: width
@@ -180,6 +183,11 @@ def validate(config) -> None:
     _positive("attack.success_psnr", a.success_psnr)
     _positive("attack.checkpoint_every", a.checkpoint_every, integer=True)
     _positive("attack.num_devices", a.get("num_devices", 1), allow_zero=True, integer=True)
+    vmap_chunk = a.get("vmap_chunk", -1)
+    if isinstance(vmap_chunk, bool) or not isinstance(vmap_chunk, int) or vmap_chunk < -1:
+        raise ConfigError(
+            f"attack.vmap_chunk must be -1 (auto), 0 (all) or a positive int, got {vmap_chunk!r}"
+        )
     spec.check(a)
 
 

@@ -210,3 +210,56 @@ def test_sigterm_checkpoints_and_raises(tmp_path):
         signal.default_int_handler,
         None,
     ) or callable(signal.getsignal(signal.SIGTERM))
+
+
+def _noisy(target):
+    """Gradient descent on ||x - target||^2 plus noise drawn from the step key."""
+
+    def init(key):
+        return {"x": jax.random.normal(key, target.shape)}
+
+    def step(state, key):
+        loss = jnp.sum((state["x"] - target) ** 2)
+        x = state["x"] - 0.1 * (state["x"] - target) + 0.01 * jax.random.normal(key, target.shape)
+        return {"x": x}, {"loss": loss}
+
+    return Attack(init, step, lambda s: Reconstruction(images=s["x"]))
+
+
+@pytest.mark.parametrize("vmap_chunk", [1, 2])
+def test_mapped_restarts_and_trials_equal_vmapped(vmap_chunk):
+    targets = jnp.stack([T, -T, 2 * T])
+    kw = dict(steps=12, restarts=3, trials=targets, chunk=5, progress=False)
+    ref = run(_noisy, jax.random.key(3), **kw)
+    got = run(_noisy, jax.random.key(3), vmap_chunk=vmap_chunk, **kw)
+    np.testing.assert_allclose(got.losses, ref.losses, rtol=1e-6)
+    np.testing.assert_allclose(got.restarts.images, ref.restarts.images, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(got.best, ref.best)
+
+
+def test_mapped_restarts_still_stop_nan_restarts():
+    ref = run(_nan_attack(T), jax.random.key(0), steps=20, restarts=8, chunk=8, progress=False)
+    got = run(
+        _nan_attack(T),
+        jax.random.key(0),
+        steps=20,
+        restarts=8,
+        chunk=8,
+        progress=False,
+        vmap_chunk=1,
+    )
+    assert ref.failed.any()
+    np.testing.assert_array_equal(got.failed, ref.failed)
+    np.testing.assert_array_equal(got.failed_step, ref.failed_step)
+
+
+def test_resolve_vmap_chunk():
+    from leakjax.attacks import resolve_vmap_chunk
+    from leakjax.types import ConfigError
+
+    cpu = jax.default_backend() == "cpu"
+    assert resolve_vmap_chunk(-1, "fedavg") == (1 if cpu else 0)
+    assert resolve_vmap_chunk(-1, "gradient") == 0
+    assert resolve_vmap_chunk(4, "fedavg") == 4
+    with pytest.raises(ConfigError, match="attack.vmap_chunk"):
+        resolve_vmap_chunk(-2, "fedavg")

@@ -74,6 +74,7 @@ def test_quickstart_tiny_end_to_end(tmp_path):
         ("--config.attack.clients=1000", "attack.clients"),
         ("--config.attack.mode=magic", "attack.mode"),
         ("--config.attack.labels=psychic", "attack.labels"),
+        ("--config.attack.vmap_chunk=-3", "attack.vmap_chunk"),
     ],
 )
 def test_bad_config_one_line_exit_2_nothing_written(tmp_path, override, needle):

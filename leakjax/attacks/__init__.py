@@ -1,7 +1,7 @@
 """Privacy attacks on federated learning: registry, run loop, losses."""
 
 from leakjax.attacks import cpa, dlf, dlg, ggl, grnn, idlg, inverting_gradients, losses, rtf
-from leakjax.attacks.base import Attack, Reconstruction, RunResult, run
+from leakjax.attacks.base import Attack, Reconstruction, RunResult, resolve_vmap_chunk, run
 from leakjax.attacks.registry import AttackSpec, get, names, register
 
 register(inverting_gradients.SPEC)
@@ -26,5 +26,6 @@ __all__ = [
     "losses",
     "names",
     "register",
+    "resolve_vmap_chunk",
     "run",
 ]

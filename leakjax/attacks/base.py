@@ -31,7 +31,7 @@ from jax.sharding import PartitionSpec as P
 
 from leakjax.observation import GroundTruth, Observation, stack  # noqa: F401 (re-export)
 from leakjax.progress import Progress
-from leakjax.types import Array, PRNGKey
+from leakjax.types import Array, ConfigError, PRNGKey
 
 
 class Reconstruction(NamedTuple):
@@ -169,6 +169,34 @@ def _shard(tree, sharding):
     return tree if sharding is None else jax.device_put(tree, sharding)
 
 
+def chunked_map(f: Callable, chunk: int) -> Callable:
+    """``f`` mapped over the leading axis of its arguments: ``vmap`` (chunk 0), a ``lax.map``
+    of single slices (chunk 1: no vmap at all), or of ``chunk``-sized vmapped batches."""
+    if chunk == 0:
+        return jax.vmap(f)
+    if chunk == 1:
+        return lambda *xs: jax.lax.map(lambda a: f(*a), xs)
+    return lambda *xs: jax.lax.map(lambda a: f(*a), xs, batch_size=chunk)
+
+
+def resolve_vmap_chunk(vmap_chunk: int, mode: str) -> int:
+    """`run`'s ``vmap_chunk`` for ``attack.vmap_chunk`` (-1: auto).
+
+    Auto: 1 for 'fedavg' mode on CPU, where every restart trains its own copy of the weights
+    and XLA:CPU's convolutions with per-restart kernels make 8 vmapped restarts of IG
+    fedavg-mode 1.2x, of DLF with cnn3 1.8x slower than 8 in sequence (BUILD_NOTES "Where the
+    time goes"); 0 (all vmapped) otherwise.
+
+    Raises:
+      ConfigError: a value below -1.
+    """
+    if vmap_chunk < -1:
+        raise ConfigError(f"attack.vmap_chunk must be -1, 0 or >= 1, got {vmap_chunk}")
+    if vmap_chunk == -1:
+        return 1 if mode == "fedavg" and jax.default_backend() == "cpu" else 0
+    return int(vmap_chunk)
+
+
 def run(
     attack: Attack | Callable[[Any], Attack],
     key: PRNGKey,
@@ -184,6 +212,7 @@ def run(
     checkpoint_every: int = 0,
     resume: bool = False,
     num_devices: int = 1,
+    vmap_chunk: int = 0,
 ) -> RunResult:
     """Run an attack for ``steps`` steps, ``restarts`` restarts, over ``trials``.
 
@@ -211,6 +240,13 @@ def run(
         are dropped from the result. Each trial's computation is unchanged, so results equal
         those on one device (tests/test_attack_sharding.py). Checkpoints hold only the real
         trials and resume with any ``num_devices``.
+      vmap_chunk: how many restarts (and, on one device, trials) one step computes at once:
+        0 = all of them in one ``vmap`` (the default; what a GPU wants); ``k >= 1`` = a
+        ``lax.map`` over them, ``k`` vmapped at a time (1: one after another, no vmap). Same
+        results either way (to float32 rounding). On XLA's CPU backend the fedavg-mode
+        attacks want 1: vmapped restarts each train their own copy of the weights, and
+        convolutions with per-restart kernels run slower than the restarts in sequence
+        (`resolve_vmap_chunk`; BUILD_NOTES "Where the time goes").
 
     Returns:
       RunResult.
@@ -251,9 +287,12 @@ def run(
     def init_all(trials, keys):
         return jax.vmap(init_trial)(trials, keys)
 
+    # With the trials sharded over devices they stay vmapped (a map would gather them).
+    trial_chunk = vmap_chunk if sharding is None else 0
+
     def step_trial(trial, st, ks, i):
         a = factory(trial)
-        return jax.vmap(lambda s, k: a.step(s, jax.random.fold_in(k, i)))(st, ks)
+        return chunked_map(lambda s, k: a.step(s, jax.random.fold_in(k, i)), vmap_chunk)(st, ks)
 
     def result_trial(trial, st):
         return jax.vmap(factory(trial).result)(st)
@@ -262,7 +301,9 @@ def run(
     def run_chunk(states, trials, keys, alive, failed_step, last_loss, start):
         def body(carry, i):
             states, alive, failed_step, last_loss = carry
-            new, metrics = jax.vmap(step_trial, in_axes=(0, 0, 0, None))(trials, states, keys, i)
+            new, metrics = chunked_map(lambda t, s, k: step_trial(t, s, k, i), trial_chunk)(
+                trials, states, keys
+            )
             loss = metrics["loss"]
             ok = alive & jnp.isfinite(loss) & (i < steps)
             newly_bad = alive & ~jnp.isfinite(loss) & (i < steps)

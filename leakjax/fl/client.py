@@ -210,6 +210,9 @@ def client_update(
       the client's variables after training (and the mean loss if ``return_loss``).
     """
     n_max = x.shape[0]
+    # Without a mask every step has a real row (padding fills only the last batch's tail), so
+    # no step needs its carry kept by a select over every parameter (an attacker's simulation).
+    always_active = mask is None
     if mask is None:
         mask = jnp.ones((n_max,), bool)
     idx, valid = batch_schedule(mask, key, hp.epochs, hp.batch_size)
@@ -227,6 +230,8 @@ def client_update(
         )
         updates, new_opt_state = opt.update(g, opt_state, params)
         new_params = optax.apply_updates(params, updates)
+        if always_active:
+            return (new_params, new_opt_state, new_v), (loss, jnp.bool_(True))
         active = jnp.any(bvalid)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(active, a, b), new, old)
         new_carry = (keep(new_params, params), keep(new_opt_state, opt_state), keep(new_v, v))
