@@ -20,8 +20,11 @@ Decentralized Data", https://arxiv.org/abs/1602.05629.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import jax
@@ -148,6 +151,25 @@ def batch_schedule(
     return idx.astype(jnp.int32), valid
 
 
+_UNROLLED = threading.local()
+
+
+@contextlib.contextmanager
+def unrolled_local_steps():
+    """While active, `client_update` traces its local steps fully unrolled (no ``lax.scan``).
+
+    For XLA's ``cost_analysis``, which counts a loop body once: benchmarks compile an unrolled
+    copy to read the true flops and bytes of a simulated client (`benchmarks.run`). Values are
+    the same; compile time grows with the number of steps. Not used by the library itself.
+    """
+    prev = getattr(_UNROLLED, "on", False)
+    _UNROLLED.on = True
+    try:
+        yield
+    finally:
+        _UNROLLED.on = prev
+
+
 def _remat_scan(step, carry, xs):
     """``lax.scan(step, carry, xs)`` whose reverse mode stores O(sqrt(T)) carries.
 
@@ -238,6 +260,8 @@ def client_update(
         return new_carry, (loss * active, active)
 
     scan = _remat_scan if remat else jax.lax.scan
+    if getattr(_UNROLLED, "on", False):
+        scan = partial(jax.lax.scan, unroll=True)
     (params, _, v), (losses, actives) = scan(step, carry0, (idx, valid))
     out = dict(v)
     out["params"] = params
