@@ -95,6 +95,24 @@ def test_order_prior_properties(kind):
     assert np.isfinite(np.asarray(g)).all() and float(jnp.abs(g).sum()) > 0
 
 
+@pytest.mark.parametrize("kind", ["max_conv", "mean"])
+def test_order_prior_is_the_mean_pairwise_difference_in_linear_memory(kind):
+    x = jax.random.normal(jax.random.key(3), (5, 4, 8, 8, 3))
+    proj = dlf.random_projection(jax.random.key(4), 3, 8)
+    feats = x
+    if kind == "max_conv":
+        feats = jax.vmap(lambda c: dlf._project(c, proj))(x)
+    g = jnp.max(feats, axis=1) if kind.startswith("max") else jnp.mean(feats, axis=1)
+    pairwise = jnp.mean(jnp.square(g[:, None] - g[None, :]))  # the E x E definition
+    np.testing.assert_allclose(dlf.order_invariant_prior(x, kind, proj), pairwise, rtol=1e-5)
+    # memory: no E x E x features temporary (250 copies of 2 images: ~130 MiB)
+    many = jax.ShapeDtypeStruct((250, 2, 16, 16, 3), jnp.float32)
+    proj16 = dlf.random_projection(jax.random.key(5), 3, 96)
+    compiled = jax.jit(jax.grad(lambda c: dlf.order_invariant_prior(c, kind, proj16))).lower(many)
+    temp = compiled.compile().memory_analysis().temp_size_in_bytes
+    assert temp < 500 * 2**20, temp / 2**20  # the E x E differences alone: 4.7 GB
+
+
 def test_merge_matches_copies_within_labels():
     x0 = jax.random.normal(jax.random.key(0), (5, 4, 4, 1))
     y0 = jnp.array([0, 0, 1, 1, 2])

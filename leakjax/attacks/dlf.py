@@ -284,7 +284,9 @@ def order_invariant_prior(
         f = _project(flat, proj)
         feats = f.reshape(x.shape[:2] + f.shape[1:])
     g = jnp.max(feats, axis=1) if kind.startswith("max") else jnp.mean(feats, axis=1)
-    return jnp.mean(jnp.square(g[:, None] - g[None, :]))
+    # The mean over all ordered pairs of copies of (g_i - g_j)^2 is twice the variance over
+    # copies: O(E) memory instead of the E x E differences (4.7 GB at E = 250 copies).
+    return 2.0 * jnp.mean(jnp.var(g, axis=0))
 
 
 def clip_prior(x: Array, lo: Array, hi: Array) -> Array:
