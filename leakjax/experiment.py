@@ -96,16 +96,7 @@ def prepare(config) -> Prepared:
         raise ConfigError(
             f"fl.num_clients={f.num_clients} exceeds the {len(ds.train_labels)} training images"
         )
-    part = data.partition(
-        ds.train_labels,
-        int(f.num_clients),
-        d.partition,
-        beta=float(d.beta),
-        classes_per_client=int(d.classes_per_client),
-        test_fraction=float(d.test_fraction),
-        min_size=int(d.min_size),
-        seed=int(config.seed),
-    )
+    part = data.partition_from_config(ds.train_labels, config)
     train = data.gather_padded(ds.train_images, ds.train_labels, part.train_idx)
     local_test = data.gather_padded(ds.train_images, ds.train_labels, part.test_idx)
     smallest = int(np.min(train.n))

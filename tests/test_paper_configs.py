@@ -158,16 +158,7 @@ def test_cpu_presets_give_every_client_a_local_batch(real, monkeypatch, tmp_path
             if int(c.fl.rounds) == 0 or ("dmgan" not in c and c.attack.mode == "gradient"):
                 continue
             labels = digits if c.data.name == "digits" else np.arange(c.data.max_train) % 10
-            part = data.partition(
-                labels,
-                int(c.fl.num_clients),
-                c.data.partition,
-                beta=float(c.data.beta),
-                classes_per_client=int(c.data.classes_per_client),
-                test_fraction=float(c.data.test_fraction),
-                min_size=int(c.data.min_size),
-                seed=int(c.seed),
-            )
+            part = data.partition_from_config(labels, c)
             smallest = min(len(i) for i in part.train_idx)
             assert smallest >= c.fl.batch_size, (path, preset, smallest, c.fl.batch_size)
             checked += 1

@@ -510,16 +510,7 @@ def prepare(config) -> Prepared:
             "(an attacker and honest clients)"
         )
     mean, std = data.normalization(info, d.normalize)
-    part = data.partition(
-        ds.train_labels,
-        int(f.num_clients),
-        d.partition,
-        beta=float(d.beta),
-        classes_per_client=int(d.classes_per_client),
-        test_fraction=float(d.test_fraction),
-        min_size=int(d.min_size),
-        seed=int(config.seed),
-    )
+    part = data.partition_from_config(ds.train_labels, config)
     a = int(g.attacker)
     train_idx = list(part.train_idx)
     if not g.attacker_keeps_tracked:

@@ -17,7 +17,14 @@ from leakjax.data.datasets import (
     read_idx,
     safe_unpickle,
 )
-from leakjax.data.partition import METHODS, ClientArrays, Partition, gather_padded, partition
+from leakjax.data.partition import (
+    METHODS,
+    ClientArrays,
+    Partition,
+    gather_padded,
+    partition,
+    partition_from_config,
+)
 from leakjax.data.transforms import MODES, box, denormalize, normalization, normalize
 
 __all__ = [
@@ -37,6 +44,7 @@ __all__ = [
     "normalization",
     "normalize",
     "partition",
+    "partition_from_config",
     "read_idx",
     "safe_unpickle",
 ]

@@ -244,3 +244,20 @@ def gather_padded(
         x[k, : idx.size] = images[idx]
         y[k, : idx.size] = labels[idx]
     return ClientArrays(x=x, y=y, n=counts)
+
+
+def partition_from_config(labels: np.ndarray, config) -> Partition:
+    """`partition` with an experiment config's settings: ``fl.num_clients``, ``data.partition``,
+    ``data.beta``, ``data.classes_per_client``, ``data.test_fraction``, ``data.min_size`` and
+    ``seed`` (`leakjax.config.base_config`)."""
+    d = config.data
+    return partition(
+        labels,
+        int(config.fl.num_clients),
+        d.partition,
+        beta=float(d.beta),
+        classes_per_client=int(d.classes_per_client),
+        test_fraction=float(d.test_fraction),
+        min_size=int(d.min_size),
+        seed=int(config.seed),
+    )
