@@ -282,7 +282,8 @@ def bench_attack(case: AttackCase, n: int, repeats: int) -> dict:
 
         def f(states, key):
             ks = jax.random.split(key, n)
-            return chunked_map(atk.step, vmap_chunk)(states, ks)[1]["loss"]
+            # the whole new state, not just the loss: XLA would drop the unused gradient
+            return chunked_map(atk.step, vmap_chunk)(states, ks)
 
         args = (states, jax.random.key(4))
         what = "one generation" if case.attack == "ggl" else "one step"
