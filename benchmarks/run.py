@@ -9,7 +9,11 @@ REFERENCE.md §6 has a figure) and N batched restarts (N = 1 and 8; 64 too on th
 - ``compile_s``: ``jax.jit(f).lower(...).compile()`` wall time (ahead of time, so the timed
   calls never include tracing or compiling);
 - ``iter_s``: one call of the compiled step of all N restarts (min over ``--repeats`` calls
-  after one warm-up call); one CMA-ES generation for ggl; the closed form (``init``) for rtf;
+  after one warm-up call); one CMA-ES generation for ggl; the closed form (``init``) for rtf.
+  The timed program returns the whole new state: returning only the loss let XLA drop the
+  gradient (the rows in BUILD_NOTES before session 6 timed the objective alone). Restarts
+  run as `attacks.run` runs them by default (``vmap_chunk``: one after another for fedavg
+  mode and DLG/iDLG on CPU; then an all-vmapped row follows for comparison);
 - ``throughput``: restart-iterations per second (N / iter_s);
 - ``peak_bytes``: XLA's ``memory_analysis()`` of the compiled step (temp + arguments +
   outputs - aliased); ``rss_max_bytes``: the process's resident-set high-water mark so far
@@ -33,6 +37,9 @@ images x epochs (3.37 ms per image-epoch), an estimate.
 
 Memory: `benchmarks.memory` (IG fedavg-mode and DLF step vs unrolled local steps, remat off /
 per-step / two-level).
+
+``--torch=FILE.json`` (from ``benchmarks/torch_reference.py`` on the same machine) adds the
+same-machine torch time and the ratio to it (``torch_here_s``, ``speedup_vs_torch_here``).
 
 ``--quick`` runs tiny shapes (for tests/test_benchmarks.py). A markdown table is printed at
 the end; progress lines while it runs.
@@ -192,14 +199,16 @@ def attack_cases(quick: bool) -> list[AttackCase]:
             AttackCase("rtf", "rtf", "cnn", t, 2, imprint_bins=8),
         ]
     return [
+        AttackCase("dlg", "dlg", "cnn", C, 1),  # one L-BFGS iteration: line search included
         AttackCase(
-            "dlg",
+            "dlg_eval",
             "dlg",
             "cnn",
             C,
             1,
+            overrides=(("linesearch", "none"),),
             reference_s=0.180,
-            reference_what="one objective+gradient (our step: one L-BFGS iteration)",
+            reference_what="one objective+gradient (our step: one L-BFGS update, no line search)",
         ),
         AttackCase("idlg", "idlg", "cnn", C, 1, oracle_labels=False),
         AttackCase("ig", "ig", "cnn", C, 1, reference_s=0.209),
@@ -263,12 +272,12 @@ def _case_attack(case: AttackCase):
     return spec, atk
 
 
-def bench_attack(case: AttackCase, n: int, repeats: int) -> dict:
+def bench_attack(case: AttackCase, n: int, repeats: int, vmap_chunk: int = -1) -> dict:
     spec, atk = _case_attack(case)
     keys = jax.random.split(jax.random.key(3), n)
-    # restarts as `attacks.run` computes them by default (one after another for fedavg mode
-    # on CPU, vmapped otherwise); N = 1 is the same either way
-    vmap_chunk = resolve_vmap_chunk(-1, case.mode) if n > 1 else 0
+    # -1: restarts as `attacks.run` computes them by default (one after another for fedavg
+    # mode and DLG/iDLG on CPU, all vmapped otherwise)
+    vmap_chunk = resolve_vmap_chunk(vmap_chunk, case.mode, spec.sequential_on_cpu)
     if spec.kind == "analytic":  # the closed form is the attack: time init
 
         def f(keys):
@@ -409,8 +418,12 @@ def _entries(suite: str, quick: bool, repeats: int) -> dict[str, Callable[[], li
                 r = rows[-1]
                 log(
                     f"{case.name} N={n}: compile {r['compile_s']:.1f} s, {r['iter_s'] * 1e3:.1f} ms"
-                    f"/iter, {r['throughput']:.1f} restart-iters/s"
+                    f"/iter, {r['throughput']:.1f} restart-iters/s (vmap_chunk {r['vmap_chunk']})"
                 )
+                if n > 1 and r["vmap_chunk"] and not quick:  # the all-vmapped alternative
+                    v = bench_attack(case, n, repeats, vmap_chunk=0)
+                    log(f"{case.name} N={n} all vmapped: {v['iter_s'] * 1e3:.1f} ms/iter")
+                    rows.append(v)
             return rows
 
         out[case.name] = run_case
@@ -442,10 +455,27 @@ def _entries(suite: str, quick: bool, repeats: int) -> dict[str, Callable[[], li
     return out
 
 
-def _finish(row: dict, peaks: dict, device: str) -> dict:
+# benchmarks/torch_reference.py's names for the rows measured by both (N = 1 only)
+TORCH_NAMES = {
+    "dlg_eval": "dlg",
+    "ig": "ig",
+    "ig_fedavg": "ig_fedavg",
+    "dlf_cnn3": "dlf_cnn3",
+    "dlf_cnn": "dlf_cnn",
+    "grnn": "grnn",
+    "fedavg_reference": "fedavg_round",
+}
+
+
+def _finish(row: dict, peaks: dict, device: str, torch_here: dict | None = None) -> dict:
     row.setdefault("reference_s", None)
     ref, t = row.get("reference_s"), row.get("iter_s")
     row["speedup_vs_reference"] = ref / t if ref and t else None
+    name = TORCH_NAMES.get(row.get("name"))
+    if torch_here and name in torch_here and row.get("n") in (1, 10) and t:
+        if row.get("name") != "fedavg_reference" or "1 clients vmapped" in row.get("setting", ""):
+            row["torch_here_s"] = torch_here[name]
+            row["speedup_vs_torch_here"] = torch_here[name] / t
     row["device"] = device
     row["jax_version"] = jax.__version__
     fl, by = row.get("flops"), row.get("bytes_accessed")
@@ -466,8 +496,8 @@ def _fmt(x, spec=".3g"):
 def markdown(rows: list[dict]) -> str:
     lines = [
         "| name | setting | N | compile s | iter s | throughput | peak MiB | GFLOP | GB moved"
-        " | bound frac (bound) | reference s | speedup vs ref |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        " | bound frac (bound) | reference s | speedup vs ref | torch here s | vs torch here |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     mem = []
     for r in rows:
@@ -475,7 +505,7 @@ def markdown(rows: list[dict]) -> str:
             mem.append(r)
             continue
         if "error" in r:
-            lines.append(f"| {r['name']} | error: {r['error'][:80]} | {r.get('n')} |" + " |" * 9)
+            lines.append(f"| {r['name']} | error: {r['error'][:80]} | {r.get('n')} |" + " |" * 11)
             continue
         star = "*" if r.get("cost_counts_loop_once") else ""
         bf = r.get("bound_frac")
@@ -487,7 +517,9 @@ def markdown(rows: list[dict]) -> str:
             f" | {_fmt(r['bytes_accessed'] and r['bytes_accessed'] / 1e9, '.3g')}{star}"
             f" | {_fmt(bf, '.2f')}{' (' + r['bound'] + ')' if bf is not None else ''}{star}"
             f" | {_fmt(r.get('reference_s'), '.4g')}"
-            f" | {_fmt(r.get('speedup_vs_reference'), '.2f')} |"
+            f" | {_fmt(r.get('speedup_vs_reference'), '.2f')}"
+            f" | {_fmt(r.get('torch_here_s'), '.4g')}"
+            f" | {_fmt(r.get('speedup_vs_torch_here'), '.2f')} |"
         )
     out = "\n".join(lines)
     if any(r.get("cost_counts_loop_once") for r in rows if r.get("kind") != "memory"):
@@ -510,7 +542,17 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--tune_alloc", action="store_true", help="models.tune_host_allocator()")
+    ap.add_argument(
+        "--torch",
+        default="",
+        help="JSON of benchmarks/torch_reference.py from the same machine: adds torch_here_s "
+        "and speedup_vs_torch_here to the rows both measure",
+    )
     args = ap.parse_args(argv)
+    torch_here = {}
+    if args.torch:
+        with open(args.torch) as f:
+            torch_here = {r["name"]: float(r["seconds"]) for r in json.load(f)}
     entries = _entries(args.suite, args.quick, 1 if args.quick else args.repeats)
     if args.list:
         print("\n".join(entries))
@@ -554,7 +596,7 @@ def main(argv=None):
     for name in todo:
         log(f"--- {name} (load average {os.getloadavg()[0]:.1f})")
         t0 = time.perf_counter()
-        rows.extend(_finish(r, peaks, device) for r in entries[name]())
+        rows.extend(_finish(r, peaks, device, torch_here) for r in entries[name]())
         log(f"--- {name} done in {time.perf_counter() - t0:.0f} s")
         save()
     meta["load_avg_1min_after"] = os.getloadavg()[0]

@@ -285,7 +285,9 @@ def attack_observations(
             checkpoint_every=int(a.checkpoint_every) if a.steps > a.checkpoint_every else 0,
             resume=resume,
             num_devices=int(a.get("num_devices", 1)),
-            vmap_chunk=attacks.resolve_vmap_chunk(int(a.get("vmap_chunk", -1)), str(a.mode)),
+            vmap_chunk=attacks.resolve_vmap_chunk(
+                int(a.get("vmap_chunk", -1)), str(a.mode), p.spec.sequential_on_cpu
+            ),
         )
         for j, i in enumerate(idx):
             out[i] = {"result": res, "trial": j}

@@ -179,13 +179,14 @@ def chunked_map(f: Callable, chunk: int) -> Callable:
     return lambda *xs: jax.lax.map(lambda a: f(*a), xs, batch_size=chunk)
 
 
-def resolve_vmap_chunk(vmap_chunk: int, mode: str) -> int:
+def resolve_vmap_chunk(vmap_chunk: int, mode: str, sequential_on_cpu: bool = False) -> int:
     """`run`'s ``vmap_chunk`` for ``attack.vmap_chunk`` (-1: auto).
 
-    Auto: 1 for 'fedavg' mode on CPU, where every restart trains its own copy of the weights
-    and XLA:CPU's convolutions with per-restart kernels make 8 vmapped restarts of IG
-    fedavg-mode 1.2x, of DLF with cnn3 1.8x slower than 8 in sequence (BUILD_NOTES "Where the
-    time goes"); 0 (all vmapped) otherwise.
+    Auto: 1 on CPU for 'fedavg' mode, where every restart trains its own copy of the weights
+    and XLA:CPU runs convolutions with per-restart kernels slower than the restarts in
+    sequence, and for attacks whose spec says ``sequential_on_cpu`` (DLG, iDLG: a vmapped
+    L-BFGS line search evaluates every restart until the slowest is done); 0 (all vmapped)
+    otherwise (BUILD_NOTES "Performance, session 6" has the measurements).
 
     Raises:
       ConfigError: a value below -1.
@@ -193,7 +194,8 @@ def resolve_vmap_chunk(vmap_chunk: int, mode: str) -> int:
     if vmap_chunk < -1:
         raise ConfigError(f"attack.vmap_chunk must be -1, 0 or >= 1, got {vmap_chunk}")
     if vmap_chunk == -1:
-        return 1 if mode == "fedavg" and jax.default_backend() == "cpu" else 0
+        cpu = jax.default_backend() == "cpu"
+        return 1 if cpu and (mode == "fedavg" or sequential_on_cpu) else 0
     return int(vmap_chunk)
 
 

@@ -256,4 +256,5 @@ SPEC = AttackSpec(
     build=_build,
     check=_check,
     paper="Zhu, Liu, Han 2019, Deep Leakage from Gradients, arXiv:1906.08935",
+    sequential_on_cpu=True,
 )

@@ -22,6 +22,9 @@ class AttackSpec:
         `leakjax.labels` method, run by the experiment before the attack) or None.
       check: ``check(attack_cfg)`` raises ConfigError for bad attack-specific settings.
       paper: citation.
+      sequential_on_cpu: `attacks.run`'s auto ``vmap_chunk`` runs this attack's restarts one
+        after another on CPU in every mode (not only fedavg), e.g. DLG's L-BFGS, whose
+        vmapped zoom line search runs every restart until the slowest one is done.
     """
 
     name: str
@@ -30,6 +33,7 @@ class AttackSpec:
     build: Callable
     check: Callable
     paper: str
+    sequential_on_cpu: bool = False
 
 
 _REGISTRY: dict[str, AttackSpec] = {}
