@@ -269,15 +269,15 @@ def _case_attack(case: AttackCase):
     spec.check(acfg)
     labels = np.sort(np.asarray(y)) if case.attack == "dlf" else np.asarray(y)
     atk = spec.build(obs, model, acfg, box=BOX, labels=labels if case.oracle_labels else None)
-    return spec, atk
+    return spec, atk, acfg
 
 
 def bench_attack(case: AttackCase, n: int, repeats: int, vmap_chunk: int = -1) -> dict:
-    spec, atk = _case_attack(case)
+    spec, atk, acfg = _case_attack(case)
     keys = jax.random.split(jax.random.key(3), n)
     # -1: restarts as `attacks.run` computes them by default (one after another for fedavg
     # mode and DLG/iDLG on CPU, all vmapped otherwise)
-    vmap_chunk = resolve_vmap_chunk(vmap_chunk, case.mode, spec.sequential_on_cpu)
+    vmap_chunk = resolve_vmap_chunk(vmap_chunk, case.mode, spec.sequential(acfg))
     if spec.kind == "analytic":  # the closed form is the attack: time init
 
         def f(keys):

@@ -286,7 +286,7 @@ def attack_observations(
             resume=resume,
             num_devices=int(a.get("num_devices", 1)),
             vmap_chunk=attacks.resolve_vmap_chunk(
-                int(a.get("vmap_chunk", -1)), str(a.mode), p.spec.sequential_on_cpu
+                int(a.get("vmap_chunk", -1)), str(a.mode), p.spec.sequential(a)
             ),
         )
         for j, i in enumerate(idx):

@@ -261,5 +261,17 @@ def test_resolve_vmap_chunk():
     assert resolve_vmap_chunk(-1, "fedavg") == (1 if cpu else 0)
     assert resolve_vmap_chunk(-1, "gradient") == 0
     assert resolve_vmap_chunk(4, "fedavg") == 4
+    assert resolve_vmap_chunk(-1, "gradient", True) == (1 if cpu else 0)
     with pytest.raises(ConfigError, match="attack.vmap_chunk"):
         resolve_vmap_chunk(-2, "fedavg")
+    # DLG/iDLG: sequential only with the zoom line search
+    from leakjax import attacks
+    from leakjax.config import base_config
+
+    acfg = base_config().attack
+    for name in ("dlg", "idlg"):
+        assert attacks.get(name).sequential(acfg)
+        acfg.linesearch = "none"
+        assert not attacks.get(name).sequential(acfg)
+        del acfg["linesearch"]
+    assert not attacks.get("ig").sequential(acfg)

@@ -184,7 +184,7 @@ def resolve_vmap_chunk(vmap_chunk: int, mode: str, sequential_on_cpu: bool = Fal
 
     Auto: 1 on CPU for 'fedavg' mode, where every restart trains its own copy of the weights
     and XLA:CPU runs convolutions with per-restart kernels slower than the restarts in
-    sequence, and for attacks whose spec says ``sequential_on_cpu`` (DLG, iDLG: a vmapped
+    sequence, and when ``sequential_on_cpu`` (`AttackSpec.sequential`; DLG, iDLG: a vmapped
     L-BFGS line search evaluates every restart until the slowest is done); 0 (all vmapped)
     otherwise (BUILD_NOTES "Performance, session 6" has the measurements).
 

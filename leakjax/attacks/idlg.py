@@ -107,5 +107,5 @@ SPEC = AttackSpec(
     build=_build,
     check=_check,
     paper="Zhao, Mopuri, Bilen 2020, iDLG: Improved Deep Leakage from Gradients, arXiv:2001.02610",
-    sequential_on_cpu=True,
+    sequential_on_cpu=dlg.uses_zoom_linesearch,
 )

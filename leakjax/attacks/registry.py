@@ -22,9 +22,10 @@ class AttackSpec:
         `leakjax.labels` method, run by the experiment before the attack) or None.
       check: ``check(attack_cfg)`` raises ConfigError for bad attack-specific settings.
       paper: citation.
-      sequential_on_cpu: `attacks.run`'s auto ``vmap_chunk`` runs this attack's restarts one
-        after another on CPU in every mode (not only fedavg), e.g. DLG's L-BFGS, whose
-        vmapped zoom line search runs every restart until the slowest one is done.
+      sequential_on_cpu: ``f(attack_cfg) -> bool``: `attacks.run`'s auto ``vmap_chunk`` runs
+        this attack's restarts one after another on CPU in every mode (not only fedavg),
+        e.g. DLG with its zoom line search, which vmapped evaluates every restart until the
+        slowest one is done. None: only in fedavg mode.
     """
 
     name: str
@@ -33,7 +34,11 @@ class AttackSpec:
     build: Callable
     check: Callable
     paper: str
-    sequential_on_cpu: bool = False
+    sequential_on_cpu: Callable | None = None
+
+    def sequential(self, attack_cfg) -> bool:
+        """`sequential_on_cpu` for ``attack_cfg`` (False when unset)."""
+        return bool(self.sequential_on_cpu and self.sequential_on_cpu(attack_cfg))
 
 
 _REGISTRY: dict[str, AttackSpec] = {}
