@@ -9,7 +9,9 @@ Presets ``<attack>-<simulation>``: ``ig-exact``, ``ig-reference``, ``dlf-exact``
 digits data (~14 training images each), one round, batch 4, 2 local epochs (8 local steps),
 lr 0.05, momentum 0.9, weight decay 5e-4; two clients' updates are attacked.
 
-    leakjax-sweep --configs='configs/simulation_ablation.py:ig-exact,configs/simulation_ablation.py:ig-reference,configs/simulation_ablation.py:dlf-exact,configs/simulation_ablation.py:dlf-reference' --workdir=runs/simulation-ablation
+    C=configs/simulation_ablation.py
+    leakjax-sweep --workdir=runs/simulation-ablation \\
+        --configs="$C:ig-exact,$C:ig-reference,$C:dlf-exact,$C:dlf-reference"
 """
 
 from leakjax.config import base_config
