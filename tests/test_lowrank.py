@@ -101,11 +101,17 @@ def test_matching_objective_and_its_image_gradient_agree(loss):
 
 
 @pytest.mark.parametrize("name", ["dlg", "ig", "grnn", "ggl"])
-def test_attacks_step_the_same_with_and_without_factoring(name):
+def test_attacks_step_the_same_with_and_without_factoring(name, monkeypatch):
     model, v, x, y = _setup("mlp", (16, 16, 3), 1)
     obs = gradient_observation(model, v, x, y)
+    calls = []
+    real = lowrank.factored_gradient
+    monkeypatch.setattr(
+        lowrank, "factored_gradient", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
     out = []
     for factored in (False, True):
+        before = len(calls)
         acfg = base_config().attack
         acfg.name, acfg.mode, acfg.steps, acfg.labels = name, "gradient", 10, "oracle"
         acfg.factored = factored
@@ -115,4 +121,6 @@ def test_attacks_step_the_same_with_and_without_factoring(name):
         state = jax.jit(atk.init)(jax.random.key(0))
         _, info = jax.jit(atk.step)(state, jax.random.key(1))
         out.append(float(info["loss"]))
+        # the attack honours attack.factored (the factored path is traced only when asked)
+        assert (len(calls) > before) == factored, (name, factored)
     np.testing.assert_allclose(out[1], out[0], rtol=1e-4)

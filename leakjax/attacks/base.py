@@ -248,7 +248,7 @@ def run(
         results either way (to float32 rounding). On XLA's CPU backend the fedavg-mode
         attacks want 1: vmapped restarts each train their own copy of the weights, and
         convolutions with per-restart kernels run slower than the restarts in sequence
-        (`resolve_vmap_chunk`; BUILD_NOTES "Where the time goes").
+        (`resolve_vmap_chunk`; BUILD_NOTES "Performance, session 6").
 
     Returns:
       RunResult.

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from leakjax.fl.client import loss_and_state
+from leakjax.fl.client import gradient, loss_and_state
 from leakjax.types import Array
 
 # Factor a kernel when its rank-r form is at least this many times smaller than the matrix,
@@ -157,8 +157,6 @@ def factored_gradient(apply, variables, x: Array, y: Array, mask=None, *, train:
         and shape[0] * (shape[1] + shape[2]) * MIN_SAVING <= shape[1] * shape[2]
     }
     if not chosen:
-        from leakjax.fl.client import gradient
-
         return gradient(apply, variables, x, y, mask, train=train)
     fixed = {path + ("kernel",): flat[path + ("kernel",)] for path in chosen}
     rest = {k: v for k, v in flat.items() if k not in fixed}
