@@ -266,7 +266,7 @@ def _case_attack(case: AttackCase):
     for k, val in case.overrides:
         acfg[k] = val
     spec = attacks.get(case.attack)
-    spec.check(acfg)
+    spec.bind(acfg)
     labels = np.sort(np.asarray(y)) if case.attack == "dlf" else np.asarray(y)
     atk = spec.build(obs, model, acfg, box=BOX, labels=labels if case.oracle_labels else None)
     return spec, atk, acfg

@@ -1,8 +1,11 @@
 """Command line: ``leakjax --config=configs/quickstart.py --workdir=runs/qs``.
 
-Flags override config fields: ``--config.fl.num_clients=100``. A preset after a
-colon is passed to ``get_config``: ``--config=configs/x.py:cpu``.
-Bad input prints one line on stderr and exits with status 2, writing nothing.
+Flags override config fields: ``--config.fl.num_clients=100``; every setting of the chosen
+attack can be set the same way (``--config.attack.reorder=2``) even when the config file
+leaves it out. A preset after a colon is passed to ``get_config``: ``--config=configs/x.py:cpu``.
+
+Exit codes: 0 done; 2 bad input (one line on stderr, nothing written); 3 numerical failure
+(every reconstruction NaN/Inf); 130 interrupted (continue with the same flags plus --resume).
 """
 
 from __future__ import annotations
@@ -22,6 +25,13 @@ _RESUME = flags.DEFINE_bool(
     "resume", False, "Continue an interrupted run in --workdir (same config)."
 )
 _DEBUG = flags.DEFINE_bool("debug", False, "Run without jit (jax.disable_jit) and with NaN checks.")
+_LIST = flags.DEFINE_enum(
+    "list",
+    None,
+    ["attacks"],
+    "Print the attacks (or one attack's settings with "
+    "--config.attack.name) with their defaults, and exit.",
+)
 _CACHE = flags.DEFINE_string(
     "jax_cache_dir",
     os.environ.get("LEAKJAX_JAX_CACHE", str(pathlib.Path.home() / ".cache" / "leakjax" / "jax")),
@@ -34,17 +44,132 @@ def _fail(msg: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+# --config.attack.<key>=<value> for keys the config file does not set: applied by
+# `_apply_attack_overrides` once the attack is known (absl's config flags accept only
+# existing fields).
+_ATTACK_OVERRIDES: dict[str, str] = {}
+_ATTACK_PREFIX = "--config.attack."
+
+
+def _split_attack_overrides(argv: list[str]) -> list[str]:
+    from leakjax.attacks.registry import RUN_KEYS
+
+    kept = []
+    for arg in argv:
+        if arg.startswith(_ATTACK_PREFIX) and "=" in arg:
+            key, value = arg[len(_ATTACK_PREFIX) :].split("=", 1)
+            if key not in RUN_KEYS and "." not in key:
+                _ATTACK_OVERRIDES[key] = value
+                continue
+        kept.append(arg)
+    if argv is sys.argv or argv == sys.argv:  # ml_collections reads overrides off sys.argv
+        sys.argv[:] = kept
+    return kept
+
+
+def _file_attack_name(config) -> str | None:
+    """``attack.name`` as the config file sets it (before command-line overrides)."""
+    overrides = config_flags.get_override_values(flags.FLAGS["config"])
+    if "attack.name" not in overrides:
+        return None
+    import importlib.util
+
+    path, _, preset = config_flags.get_config_filename(flags.FLAGS["config"]).partition(":")
+    spec = importlib.util.spec_from_file_location("_leakjax_cli_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cfg = module.get_config(preset) if preset else module.get_config()
+    return str(cfg.attack.name)
+
+
+def _apply_attack_overrides(config) -> None:
+    """Bind the attack's command-line settings into ``config.attack``.
+
+    When ``--config.attack.name`` names another attack than the config file's, the file's
+    attack-specific keys were written for that other attack: they are dropped (with a note),
+    so the chosen attack runs with its own defaults plus the command line's settings.
+    """
+    import typing
+
+    from leakjax import attacks
+    from leakjax import settings as settings_lib
+    from leakjax.attacks.registry import RUN_KEYS
+    from leakjax.config import NO_ATTACK
+    from leakjax.types import ConfigError
+
+    a = config.attack
+    name = str(a.name)
+    if name != NO_ATTACK and name not in attacks.names():
+        raise ConfigError(f"attack.name={name!r} is not one of {(*attacks.names(), NO_ATTACK)}")
+    file_name = _file_attack_name(config)
+    with config.unlocked():
+        if file_name is not None and file_name != name:
+            dropped = sorted(k for k in a.keys() if k not in RUN_KEYS)
+            for k in dropped:
+                del a[k]
+            if dropped:
+                print(
+                    f"leakjax: note: attack.name={name!r} overrides the file's {file_name!r}; "
+                    f"its settings {', '.join('attack.' + k for k in dropped)} are not applied",
+                    file=sys.stderr,
+                )
+        if not _ATTACK_OVERRIDES:
+            return
+        if name == NO_ATTACK:
+            key = next(iter(_ATTACK_OVERRIDES))
+            raise ConfigError(f"attack.{key} is set but attack.name={NO_ATTACK!r}")
+        spec = attacks.get(name)
+        fields = settings_lib.keys(spec.settings)
+        hints = typing.get_type_hints(spec.settings)
+        for key, text in _ATTACK_OVERRIDES.items():
+            if key not in fields or key == "labels":
+                allowed = ", ".join(k for k in fields if k != "labels")
+                raise ConfigError(
+                    f"attack.{key} is not a setting of {name} (its settings: {allowed})"
+                )
+            a[key] = settings_lib.parse_value(f"attack.{key}", text, hints[fields[key].name])
+
+
+def _list_attacks(config) -> None:
+    from leakjax import attacks
+
+    name = None if config is None else str(config.attack.name)
+    if name in attacks.names() and "attack.name" in (
+        config_flags.get_override_values(flags.FLAGS["config"]) or {}
+    ):
+        spec = attacks.get(name)
+        print(f"{name}: {spec.paper}; modes {spec.modes}; labels {spec.allowed_labels()}")
+        print("\n".join(spec.describe()))
+        return
+    for n in attacks.names():
+        spec = attacks.get(n)
+        print(f"{n:8s} {spec.paper} (modes: {', '.join(spec.modes)})")
+
+
 def main(argv) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    if _LIST.value == "attacks":
+        _list_attacks(_CONFIG.value)
+        return
     if _CONFIG.value is None:
         _fail("--config is required (e.g. --config=configs/quickstart.py)")
     try:  # ml_collections defers config-file load errors to the first access
         _ = "data" in _CONFIG.value
     except Exception as e:  # noqa: BLE001
         _fail(_one_line(e))
+    from leakjax.types import ConfigError
+
+    try:
+        _apply_attack_overrides(_CONFIG.value)
+    except ConfigError as e:
+        _fail(str(e).splitlines()[0])
     if not _WORKDIR.value:
         _fail("--workdir is required (a new or empty directory)")
+    import logging
+
+    if not _DEBUG.value:  # "Unable to initialize backend 'tpu'" on every CPU run
+        logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     import jax
 
     if _CACHE.value:
@@ -101,10 +226,27 @@ def _one_line(e: BaseException) -> str:
     return " ".join(lines)
 
 
+_HELP_FLAGS = ("--help", "-h", "-?", "--helpshort")
+
+
+def _usage() -> str:
+    """The program's own flags (absl's --help lists only the launcher script's)."""
+    own = flags.FLAGS.module_help(sys.modules[__name__])
+    return (
+        f"{__doc__.strip()}\n\nUsage: leakjax --config=FILE.py[:preset] --workdir=DIR "
+        "[--config.GROUP.KEY=VALUE ...] [--resume] [--debug]\n       leakjax --list=attacks "
+        "[--config=FILE --config.attack.name=NAME]\n\n"
+        f"{own}\n\n(--helpfull lists absl's and JAX's flags too.)"
+    )
+
+
 def _parse(argv):
     """absl's parser, but a bad flag / config file / override is one line and exit 2."""
+    if any(arg in _HELP_FLAGS for arg in argv[1:]):
+        print(_usage())
+        sys.exit(0)
     try:
-        return flags.FLAGS(argv)
+        return flags.FLAGS(_split_attack_overrides(argv))
     except Exception as e:  # noqa: BLE001 - flags.Error, config file errors, bad overrides
         _fail(_one_line(e))
 

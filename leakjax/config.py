@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from leakjax import settings as settings_lib
 from leakjax.types import ConfigError
 
 PARTITIONS = ("iid", "dirichlet", "fixed_classes")
@@ -66,30 +67,15 @@ def base_config() -> ml_collections.ConfigDict:
     c.attack.steps = 4000
     c.attack.restarts = 1
     c.attack.chunk = 100
-    c.attack.lr = 0.1
-    c.attack.tv = 1e-6
-    c.attack.loss = "cosine"
-    c.attack.labels = "auto"  # auto | idlg | optimize | oracle
-    c.attack.init = "randn"
-    c.attack.simulation = "exact"  # exact | reference
-    c.attack.remat = False
-    c.attack.factored = True  # gradient mode: dense-kernel gradients as rank-B factors
+    c.attack.labels = "auto"  # auto | oracle | a leakjax.labels method | the attack's own modes
     c.attack.success_psnr = 19.0
     c.attack.checkpoint_every = 1000  # attacks longer than this checkpoint every K steps
     c.attack.num_devices = 1  # split the attacked trials over this many devices (0: all)
     # restarts/trials one step computes at once: -1 auto (1 for fedavg mode on CPU, else all),
     # 0 all vmapped, k >= 1 a lax.map of k vmapped at a time (attacks.base.resolve_vmap_chunk)
     c.attack.vmap_chunk = -1
-    # GGL (attacks/ggl.py): CMA-ES over a generator's latent space; steps = generations
-    c.attack.generator_path = ""  # train_generator checkpoint ('' = untrained, the ablation)
-    c.attack.generator_dim = 128  # untrained generator only: width
-    c.attack.latent_dim = 128  # untrained generator only: latent size
-    c.attack.generator_seed = 0  # untrained generator only: init seed
-    c.attack.population = 0  # codes per generation (0: 4 + floor(3 ln dim), CMA-ES default)
-    c.attack.es = "auto"  # cma | sep_cma | auto (cma up to 512 searched dims)
-    c.attack.sigma = 1.0  # initial CMA-ES step size
-    c.attack.kl_weight = 0.1  # weight of the KL prior on z
-    c.attack.population_chunk = 0  # 0: whole population in one vmap; k: lax.map over k-chunks
+    # Every other attack.<key> is a setting of the chosen attack, with that attack's own
+    # default when absent (`leakjax --list=attacks` lists them; leakjax/attacks/<name>.py).
 
     c.output = ml_collections.ConfigDict()
     c.output.grid_images = 16
@@ -99,38 +85,54 @@ def base_config() -> ml_collections.ConfigDict:
 
 def _choice(key: str, value, allowed) -> None:
     if value not in allowed:
-        raise ConfigError(f"{key}={value!r} is not one of {tuple(allowed)}")
+        raise ConfigError(f"{key}={value!r} is not one of {tuple(dict.fromkeys(allowed))}")
+
+
+def _num(key: str, value, *, low=None, high=None, low_open=False, high_open=False, integer=False):
+    """A finite number (an int with ``integer``) in the range, else a one-line ConfigError."""
+    meta = dict(low=low, high=high, low_open=low_open, high_open=high_open)
+    settings_lib.check_value(key, value, int if integer else float, meta)
 
 
 def _positive(key: str, value, *, allow_zero: bool = False, integer: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{key} must be a number, got {value!r}")
-    if integer and int(value) != value:
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{key} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    _num(key, value, low=0, low_open=not allow_zero, integer=integer)
+
+
+def _device_count() -> int:
+    import jax
+
+    return jax.device_count()
+
+
+def _check_devices(key: str, value) -> None:
+    _num(key, value, low=0, integer=True)
+    if value > _device_count():
+        raise ConfigError(
+            f"{key}={value} but only {_device_count()} device(s) are available (0 uses all of them)"
+        )
 
 
 def validate(config) -> None:
-    """Static checks (names, types, ranges). Data-dependent checks happen in `experiment`."""
+    """Static checks (names, types, finite ranges, the attack's settings bound with its
+    defaults). Data-dependent checks happen in `experiment.prepare`."""
     from leakjax import attacks, data, models
 
     for group in ("data", "model", "fl", "attack"):
         if group not in config:
             raise ConfigError(f"config has no '{group}' group")
     d, m, f, a = config.data, config.model, config.fl, config.attack
-    _positive("seed", config.seed, allow_zero=True, integer=True)
+    _num("seed", config.seed, low=0, integer=True)
     _choice("data.name", d.name, data.names())
     _choice("data.normalize", d.normalize, NORMALIZE)
     _choice("data.partition", d.partition, PARTITIONS)
     _positive("data.beta", d.beta)
     _positive("data.classes_per_client", d.classes_per_client, integer=True)
-    if not 0 <= d.test_fraction < 1:
-        raise ConfigError(f"data.test_fraction must be in [0, 1), got {d.test_fraction!r}")
+    _num("data.test_fraction", d.test_fraction, low=0, high=1, high_open=True)
     _positive("data.min_size", d.min_size, allow_zero=True, integer=True)
     _positive("data.max_train", d.max_train, allow_zero=True, integer=True)
     _positive("data.image_size", d.image_size, allow_zero=True, integer=True)
     _choice("model.name", m.name, models.names())
+    _choice("model.conv_impl", m.get("conv_impl", "auto"), models.CONV_IMPLS)
     _positive("model.imprint_bins", m.get("imprint_bins", 0), allow_zero=True, integer=True)
     if m.get("imprint_bins", 0) == 1:
         raise ConfigError("model.imprint_bins must be 0 (no imprint block) or >= 2, got 1")
@@ -140,23 +142,27 @@ def validate(config) -> None:
         ("laplace", "gaussian", "uniform"),
     )
     _positive("fl.num_clients", f.num_clients, integer=True)
-    if not 0 < f.client_fraction <= 1:
-        raise ConfigError(f"fl.client_fraction must be in (0, 1], got {f.client_fraction!r}")
+    _num("fl.client_fraction", f.client_fraction, low=0, low_open=True, high=1)
     _positive("fl.rounds", f.rounds, allow_zero=True, integer=True)
     _positive("fl.local_epochs", f.local_epochs, integer=True)
     _positive("fl.batch_size", f.batch_size, integer=True)
     _positive("fl.lr", f.lr)
     _positive("fl.lr_decay", f.lr_decay)
-    if not 0 <= f.momentum < 1:
-        raise ConfigError(f"fl.momentum must be in [0, 1), got {f.momentum!r}")
+    _num("fl.momentum", f.momentum, low=0, high=1, high_open=True)
     _positive("fl.weight_decay", f.weight_decay, allow_zero=True)
     _positive("fl.client_chunk", f.client_chunk, allow_zero=True, integer=True)
-    _positive("fl.num_devices", f.num_devices, allow_zero=True, integer=True)
+    _check_devices("fl.num_devices", f.num_devices)
+    _positive("fl.eval_batch", f.get("eval_batch", 500), integer=True)
+    if "output" in config:
+        _positive("output.grid_images", config.output.get("grid_images", 16), integer=True)
+        progress = config.output.get("progress", True)
+        if not isinstance(progress, bool):
+            raise ConfigError(f"output.progress must be True or False, got {progress!r}")
+    _choice("attack.name", a.name, (*attacks.names(), NO_ATTACK))
     if a.name == NO_ATTACK:  # FedAvg only (the paper's Fig. 48): no attack setting applies
         if f.rounds < 1:
             raise ConfigError(f"fl.rounds must be >= 1 when attack.name={NO_ATTACK!r}")
         return
-    _choice("attack.name", a.name, (*attacks.names(), NO_ATTACK))
     spec = attacks.get(a.name)
     if a.name == "rtf" and not m.get("imprint_bins", 0):
         raise ConfigError("attack.name='rtf' needs model.imprint_bins > 0 (RTF's imprint block)")
@@ -178,17 +184,25 @@ def validate(config) -> None:
     _positive("attack.steps", a.steps, integer=True)
     _positive("attack.restarts", a.restarts, integer=True)
     _positive("attack.chunk", a.chunk, integer=True)
-    _positive("attack.lr", a.lr)
-    _positive("attack.tv", a.tv, allow_zero=True)
     _positive("attack.success_psnr", a.success_psnr)
     _positive("attack.checkpoint_every", a.checkpoint_every, integer=True)
-    _positive("attack.num_devices", a.get("num_devices", 1), allow_zero=True, integer=True)
+    _check_devices("attack.num_devices", a.get("num_devices", 1))
     vmap_chunk = a.get("vmap_chunk", -1)
     if isinstance(vmap_chunk, bool) or not isinstance(vmap_chunk, int) or vmap_chunk < -1:
         raise ConfigError(
             f"attack.vmap_chunk must be -1 (auto), 0 (all) or a positive int, got {vmap_chunk!r}"
         )
-    spec.check(a)
+    spec.bind(a)  # the attack's own settings: unknown keys, types, ranges, cross-checks
+
+
+def resolved_attack(config) -> dict:
+    """The attack's settings as bound (its defaults filled in), for config.json."""
+    from leakjax import attacks
+
+    if config.attack.name == NO_ATTACK:
+        return {}
+    cfg = attacks.get(config.attack.name).bind(config.attack)
+    return {k: getattr(cfg, f.name) for k, f in settings_lib.keys(type(cfg)).items()}
 
 
 def resolve_rounds(rounds, total: int) -> list[int]:

@@ -25,9 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from leakjax import attacks, data, metrics, models, report
+from leakjax import attacks, data, metrics, models, plan, report
 from leakjax import labels as labels_lib
-from leakjax.config import NO_ATTACK, resolve_rounds, validate
+from leakjax.config import NO_ATTACK, resolve_rounds, resolved_attack, validate
 from leakjax.fl import ClientHParams, FLSettings, client_mesh, simulate
 from leakjax.observation import GroundTruth, Observation, gradient_observation, stack, to_host
 from leakjax.types import ConfigError, NumericalError
@@ -142,7 +142,10 @@ def prepare(config) -> Prepared:
         raise ConfigError(f"attack.clients={a.clients} exceeds the {m} clients selected per round")
     mesh = None if int(f.num_devices) == 1 else client_mesh(int(f.num_devices))
     spec = None if no_attack else attacks.get(a.name)
-    return Prepared(config, ds, mean, std, train, local_test, model, settings, spec, mesh)
+    prepared = Prepared(config, ds, mean, std, train, local_test, model, settings, spec, mesh)
+    if not no_attack:
+        plan.dry_build(prepared)
+    return prepared
 
 
 def _to01(x, mean, std):
@@ -166,7 +169,7 @@ def fixed_labels(p: Prepared, obs, truth, key):
     """Labels handed to the attack: the truth ('oracle'), a `leakjax.labels` method's
     output (run here, on the host, before the vmapped attack), or None (the attack
     finds its own)."""
-    method = str(p.config.attack.labels)
+    method = p.spec.upstream_labels(str(p.config.attack.labels))
     if method == "oracle":
         return np.asarray(truth.labels, np.int32)
     if method in labels_lib.METHODS:
@@ -240,14 +243,29 @@ def _check_resume(config, workdir: pathlib.Path) -> None:
         raise ConfigError(f"--resume: {str(workdir)!r} has no config.json of an earlier run")
     if (workdir / "metrics.json").exists():
         raise ConfigError(f"--resume: the run in {str(workdir)!r} already finished")
-    old = json.loads(cfg_file.read_text())
-    old.pop("_meta", None)
-    new = json.loads(config.to_json_best_effort())
+    old = _leaves(json.loads(cfg_file.read_text()))
+    new = _leaves(json.loads(config.to_json_best_effort()))
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if diff:
-        raise ConfigError(
-            f"--resume: the config differs from the earlier run's in {diff}; use the same config"
+        shown = ", ".join(
+            f"{k} ({old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r})" for k in diff[:5]
         )
+        raise ConfigError(
+            f"--resume: the config differs from the earlier run's in {shown}; use the same config"
+        )
+
+
+def _leaves(tree: dict, prefix: str = "") -> dict:
+    """``{'a.b': value}`` of a nested config dict (without the run's metadata)."""
+    out = {}
+    for k, v in tree.items():
+        if not prefix and k in ("_meta", "attack_settings"):
+            continue
+        if isinstance(v, dict):
+            out.update(_leaves(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def attack_observations(
@@ -311,6 +329,7 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
     """
     t_start = time.perf_counter()
     workdir = pathlib.Path(workdir)
+    plan.check_workdir(workdir, resume=resume)
     if resume:
         _check_resume(config, workdir)
     elif workdir.exists() and (not workdir.is_dir() or any(workdir.iterdir())):
@@ -327,6 +346,7 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
     if not resume:
         workdir = report.prepare_workdir(workdir)
         resolved = json.loads(config.to_json_best_effort())
+        resolved["attack_settings"] = _jsonable(resolved_attack(config))
         resolved["_meta"] = {"versions": versions(), "device": device_info(), "argv": sys.argv}
         report.write_json(workdir / "config.json", resolved)
 
@@ -473,6 +493,10 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
             f"(see {workdir / 'metrics.json'})"
         )
     return summary
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 def _flat(summary: dict) -> dict:

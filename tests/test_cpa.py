@@ -266,8 +266,8 @@ def test_bad_settings():
     c.name, c.mode = "cpa", "gradient"
     c.decor = -1.0
     with pytest.raises(ConfigError, match="attack.decor"):
-        attacks.get("cpa").check(c)
+        attacks.get("cpa").bind(c)
     c.decor = 1.0
     c.whiten = "svd"
     with pytest.raises(ConfigError, match="attack.whiten"):
-        attacks.get("cpa_fi").check(c)
+        attacks.get("cpa_fi").bind(c)

@@ -176,15 +176,18 @@ def test_bad_settings(small):
         dlf.make(gradient_observation(model, v, x, y), model, NO_PRIORS, steps=5, box=BOX, labels=y)
     c = config.base_config()
     c.attack.name = "dlf"
-    c.attack.labels = "auto"
+    c.attack.labels = "optimize"  # DLF needs labels from upstream ('auto': dimitrov)
     with pytest.raises(ConfigError, match="attack.labels"):
-        attacks.get("dlf").check(c.attack)
+        attacks.get("dlf").bind(c.attack)
+    c.attack.labels = "auto"
+    assert attacks.get("dlf").upstream_labels("auto") == "dimitrov"
+    attacks.get("dlf").bind(c.attack)
     c.attack.labels = "oracle"
-    attacks.get("dlf").check(c.attack)
+    attacks.get("dlf").bind(c.attack)
     for key, bad in [("clip", "strong"), ("shuffle_labels", "yes"), ("order_prior", "l3")]:
         c.attack[key] = bad
         with pytest.raises(ConfigError, match=f"attack.{key}"):
-            attacks.get("dlf").check(c.attack)
+            attacks.get("dlf").bind(c.attack)
         del c.attack[key]
     c.attack.mode = "gradient"
     with pytest.raises(ConfigError, match="attack.mode"):

@@ -159,7 +159,7 @@ def test_bad_settings():
             old = c.attack.get(key)
             c.attack[key] = bad
             with pytest.raises(ConfigError, match=match):
-                spec.check(c.attack)
+                spec.bind(c.attack)
             if old is None:
                 del c.attack[key]
             else:

@@ -123,13 +123,13 @@ def test_bad_settings(small):
     c.attack.name = "grnn"
     c.attack.labels = "magic"
     with pytest.raises(ConfigError, match="attack.labels"):
-        attacks.get("grnn").check(c.attack)
+        attacks.get("grnn").bind(c.attack)
     c.attack.labels = "auto"
-    attacks.get("grnn").check(c.attack)
+    attacks.get("grnn").bind(c.attack)
     c.attack.momentum = "high"
     with pytest.raises(ConfigError, match="attack.momentum"):
-        attacks.get("grnn").check(c.attack)
+        attacks.get("grnn").bind(c.attack)
     del c.attack["momentum"]
     c.attack.conv_impl = "fft"
     with pytest.raises(ConfigError, match="attack.conv_impl"):
-        attacks.get("grnn").check(c.attack)
+        attacks.get("grnn").bind(c.attack)

@@ -116,7 +116,7 @@ def test_attacks_step_the_same_with_and_without_factoring(name, monkeypatch):
         acfg.name, acfg.mode, acfg.steps, acfg.labels = name, "gradient", 10, "oracle"
         acfg.factored = factored
         spec = attacks.get(name)
-        spec.check(acfg)
+        spec.bind(acfg)
         atk = spec.build(obs, model, acfg, box=BOX, labels=np.asarray(y))
         state = jax.jit(atk.init)(jax.random.key(0))
         _, info = jax.jit(atk.step)(state, jax.random.key(1))

@@ -1,5 +1,6 @@
 """Reliability: determinism, kill + resume equals an uninterrupted run, generated bad configs."""
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -263,7 +264,11 @@ def _nan_spec():
 
     from leakjax.attacks import Attack, AttackSpec, Reconstruction
 
-    def build(obs, model, acfg, *, box, labels=None):
+    @dataclasses.dataclass(frozen=True)
+    class NoSettings:
+        labels: str = "auto"
+
+    def build(obs, model, settings, *, steps, box, labels=None):
         shape = (obs.num_samples, *model.input_shape)
 
         def init(key):
@@ -276,7 +281,9 @@ def _nan_spec():
 
         return Attack(init, step, lambda s: Reconstruction(s["x"], None))
 
-    return AttackSpec("nan_test", ("gradient", "fedavg"), "optimization", build, lambda a: None, "")
+    return AttackSpec(
+        "nan_test", ("gradient", "fedavg"), build, NoSettings, "", label_modes=("auto", "optimize")
+    )
 
 
 def test_all_restarts_failing_is_reported_and_raises(tmp_path):
@@ -293,6 +300,8 @@ def test_all_restarts_failing_is_reported_and_raises(tmp_path):
         cfg.fl.num_clients, cfg.fl.rounds = 40, 1
         cfg.attack.name, cfg.attack.clients, cfg.attack.restarts = "nan_test", 2, 2
         cfg.attack.steps, cfg.attack.chunk, cfg.attack.labels = 8, 4, "optimize"
+        for k in [k for k in cfg.attack if k not in registry.RUN_KEYS]:  # IG's settings
+            del cfg.attack[k]
         wd = tmp_path / "wd"
         with pytest.raises(NumericalError, match="every attacked client"):
             experiment.run(cfg, wd, progress=False)

@@ -59,6 +59,7 @@ from flax import struct
 from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction
 from leakjax.attacks.registry import AttackSpec
+from leakjax.settings import setting
 from leakjax.types import Array, ConfigError
 
 OUTPUTS = ("minmax", "bias")
@@ -87,24 +88,34 @@ class CPAConfig:
       cpa_steps: CPA-FI: unmixing steps run inside ``init``.
     """
 
-    lr: float = 1e-3
-    decor: float = 1.47
-    temperature: float = 12.4
-    tv: float = 3.1
-    nv: float = 0.0
-    l1: float = 0.0
-    a: float = 1.0
+    lr: float = setting(1e-3, low=0, low_open=True)
+    decor: float = setting(1.47, low=0)
+    temperature: float = setting(12.4, low=0)
+    tv: float = setting(3.1, low=0)
+    nv: float = setting(0.0, low=0)
+    l1: float = setting(0.0, low=0)
+    a: float = setting(1.0, low=0, low_open=True)
     layer: str = "fc1"
-    output: str = "minmax"
-    whiten: str = "auto"
-    init_noise: float = 0.0
-    fi: float = 1.0
-    fi_lr: float = 0.1
-    cpa_steps: int = 25000
+    output: str = setting("minmax", choices=OUTPUTS, key="cpa_output")
+    whiten: str = setting("auto", choices=WHITEN)
+    init_noise: float = setting(0.0, low=0)
+    fi: float = setting(1.0, low=0)
+    fi_lr: float = setting(0.1, low=0, low_open=True)
+    cpa_steps: int = setting(25000, low=0)
 
 
-#: The reference's CPA-FI settings for vgg16 (cpa_attack.py ``cpa_fi``).
-FI_DEFAULTS = CPAConfig(decor=5.3, temperature=7.7, tv=0.1, nv=0.13, l1=5.0)
+@dataclasses.dataclass(frozen=True)
+class CPAFIConfig(CPAConfig):
+    """CPA + feature inversion: the reference's settings for vgg16 (cpa_attack.py ``cpa_fi``)."""
+
+    decor: float = setting(5.3, low=0)
+    temperature: float = setting(7.7, low=0)
+    tv: float = setting(0.1, low=0)
+    nv: float = setting(0.13, low=0)
+    l1: float = setting(5.0, low=0)
+
+
+FI_DEFAULTS = CPAFIConfig()
 
 
 @struct.dataclass
@@ -125,29 +136,9 @@ class CPAFIState:
 
 
 def check_config(cfg: CPAConfig, mode: str) -> None:
-    """One-line ConfigErrors for impossible settings."""
+    """One-line ConfigErrors the binder cannot find alone."""
     if mode not in ("gradient", "fedavg"):
         raise ConfigError(f"attack.mode={mode!r} not in ('gradient', 'fedavg')")
-    if cfg.output not in OUTPUTS:
-        raise ConfigError(f"attack.cpa_output={cfg.output!r} not in {OUTPUTS}")
-    if cfg.whiten not in WHITEN:
-        raise ConfigError(f"attack.whiten={cfg.whiten!r} not in {WHITEN}")
-    for key, value in (("lr", cfg.lr), ("fi_lr", cfg.fi_lr), ("a", cfg.a)):
-        if not value > 0:
-            raise ConfigError(f"attack.{key} must be > 0, got {value}")
-    for key, value in (
-        ("decor", cfg.decor),
-        ("temperature", cfg.temperature),
-        ("tv", cfg.tv),
-        ("nv", cfg.nv),
-        ("l1", cfg.l1),
-        ("fi", cfg.fi),
-        ("init_noise", cfg.init_noise),
-    ):
-        if not value >= 0:
-            raise ConfigError(f"attack.{key} must be >= 0, got {value}")
-    if isinstance(cfg.cpa_steps, bool) or not isinstance(cfg.cpa_steps, int) or cfg.cpa_steps < 0:
-        raise ConfigError(f"attack.cpa_steps must be an int >= 0, got {cfg.cpa_steps!r}")
 
 
 def _layer(tree, name: str, what: str):
@@ -409,66 +400,24 @@ def make_fi(obs, model, cfg: CPAConfig = FI_DEFAULTS, *, steps: int, box, labels
     return Attack(init=init, step=step, result=result)
 
 
-def _get(acfg, key, default):
-    return type(default)(acfg.get(key, default))
-
-
-def config_from(acfg, defaults: CPAConfig = CPAConfig()) -> CPAConfig:
-    """CPAConfig from a config's ``attack`` group: ``lr``, ``tv`` and the optional keys
-    ``decor``, ``temperature``, ``nv``, ``l1``, ``layer``, ``cpa_output``, ``whiten``,
-    ``init_noise``, ``fi``, ``fi_lr``, ``cpa_steps``."""
-    d = defaults
-    return CPAConfig(
-        lr=float(acfg.get("lr", d.lr)),
-        decor=_get(acfg, "decor", d.decor),
-        temperature=_get(acfg, "temperature", d.temperature),
-        tv=float(acfg.get("tv", d.tv)),
-        nv=_get(acfg, "nv", d.nv),
-        l1=_get(acfg, "l1", d.l1),
-        a=d.a,
-        layer=str(acfg.get("layer", d.layer)),
-        output=str(acfg.get("cpa_output", d.output)),
-        whiten=str(acfg.get("whiten", d.whiten)),
-        init_noise=_get(acfg, "init_noise", d.init_noise),
-        fi=_get(acfg, "fi", d.fi),
-        fi_lr=_get(acfg, "fi_lr", d.fi_lr),
-        cpa_steps=int(acfg.get("cpa_steps", d.cpa_steps)),
-    )
-
-
-def _check(acfg) -> None:
-    check_config(config_from(acfg), str(acfg.mode))
-
-
-def _check_fi(acfg) -> None:
-    check_config(config_from(acfg, FI_DEFAULTS), str(acfg.mode))
-
-
-def _build(obs, model, acfg, *, box, labels=None) -> Attack:
-    return make(obs, model, config_from(acfg), steps=int(acfg.steps), box=box, labels=labels)
-
-
-def _build_fi(obs, model, acfg, *, box, labels=None) -> Attack:
-    cfg = config_from(acfg, FI_DEFAULTS)
-    return make_fi(obs, model, cfg, steps=int(acfg.steps), box=box, labels=labels)
-
-
 _PAPER = "Kariyappa et al. 2023, Cocktail Party Attack, ICML, arXiv:2209.05578"
 SPEC = AttackSpec(
     name="cpa",
     modes=("gradient", "fedavg"),
-    kind="optimization",
-    build=_build,
-    check=_check,
+    make=make,
+    settings=CPAConfig,
+    check=check_config,
     paper=_PAPER,
+    example=(("model.name", "fc2"),),
 )
 SPEC_FI = AttackSpec(
     name="cpa_fi",
     modes=("gradient", "fedavg"),
-    kind="optimization",
-    build=_build_fi,
-    check=_check_fi,
+    make=make_fi,
+    settings=CPAFIConfig,
+    check=check_config,
     paper=_PAPER + " (CPA + feature inversion)",
     # 8 restarts vmapped on CPU: 134 ms, one after another: 89 ms (one alone: 12.5 ms)
-    sequential_on_cpu=lambda acfg: True,
+    sequential_on_cpu=lambda cfg: True,
+    example=(("model.name", "fc2"),),
 )

@@ -58,10 +58,10 @@ from flax import struct
 from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction
 from leakjax.attacks.registry import AttackSpec
-from leakjax.attacks.registry import option as _opt
 from leakjax.attacks.simulation import SIMULATIONS
 from leakjax.fl.client import ClientHParams, client_update, param_delta
 from leakjax.models.conv import conv2d
+from leakjax.settings import setting
 from leakjax.types import Array, ConfigError
 
 ORDER_PRIORS = ("max_conv", "mean_conv", "max", "mean", "matching", "none")
@@ -94,20 +94,20 @@ class DLFConfig:
       remat: rematerialize the simulated local steps (memory O(sqrt(steps)): `fl.client_update`).
     """
 
-    lr: float = 0.1
-    lr_final: float = 1.0
-    tv: float = 2e-4
-    clip: float = 10.0
-    reorder: float = 6.075
-    order_prior: str = "max_conv"
-    conv_features: int = 96
-    fac_start: float = 4.0
-    fac_end: float = 2.0
-    layer_weights: str = "exp"
+    lr: float = setting(0.1, low=0, low_open=True)
+    lr_final: float = setting(1.0, low=0, low_open=True, high=1)
+    tv: float = setting(2e-4, low=0)
+    clip: float = setting(10.0, low=0)
+    reorder: float = setting(6.075, low=0)
+    order_prior: str = setting("max_conv", choices=ORDER_PRIORS)
+    conv_features: int = setting(96, low=1)
+    fac_start: float = setting(4.0, low=0, low_open=True)
+    fac_end: float = setting(2.0, low=0, low_open=True)
+    layer_weights: str = setting("exp", choices=("exp", "uniform"))
     shuffle_labels: bool = True
-    init: str = "randn"
+    init: str = setting("randn", choices=INITS)
     boxed: bool = False
-    simulation: str = "exact"
+    simulation: str = setting("exact", choices=SIMULATIONS)
     remat: bool = False
 
 
@@ -121,28 +121,9 @@ class DLFState:
 
 
 def check_config(cfg: DLFConfig, mode: str = "fedavg") -> None:
-    """One-line ConfigErrors for impossible settings."""
+    """One-line ConfigErrors the binder cannot find alone."""
     if mode != "fedavg":
         raise ConfigError(f"attack.mode={mode!r}: DLF attacks FedAvg updates only ('fedavg')")
-    if cfg.order_prior not in ORDER_PRIORS:
-        raise ConfigError(f"attack.order_prior={cfg.order_prior!r} not in {ORDER_PRIORS}")
-    if cfg.simulation not in SIMULATIONS:
-        raise ConfigError(f"attack.simulation={cfg.simulation!r} not in {SIMULATIONS}")
-    if cfg.init not in INITS:
-        raise ConfigError(f"attack.init={cfg.init!r} not in {INITS}")
-    if cfg.layer_weights not in ("exp", "uniform"):
-        raise ConfigError(f"attack.layer_weights={cfg.layer_weights!r} not in ('exp', 'uniform')")
-    if cfg.lr <= 0:
-        raise ConfigError(f"attack.lr must be > 0, got {cfg.lr}")
-    if not 0 < cfg.lr_final <= 1:
-        raise ConfigError(f"attack.lr_final must be in (0, 1], got {cfg.lr_final}")
-    for name in ("tv", "clip", "reorder"):
-        if getattr(cfg, name) < 0:
-            raise ConfigError(f"attack.{name} must be >= 0, got {getattr(cfg, name)}")
-    if cfg.fac_start <= 0 or cfg.fac_end <= 0:
-        raise ConfigError("attack.fac_start and attack.fac_end must be > 0")
-    if cfg.conv_features < 1:
-        raise ConfigError(f"attack.conv_features must be >= 1, got {cfg.conv_features}")
 
 
 # ----------------------------------------------------------------------------- matching
@@ -433,49 +414,13 @@ def make(obs, model, cfg: DLFConfig, *, steps: int, box, labels=None) -> Attack:
     return Attack(init=init, step=step, result=result)
 
 
-def _check(acfg) -> None:
-    from leakjax import labels as labels_lib
-
-    allowed = ("oracle",) + tuple(labels_lib.METHODS)
-    if str(acfg.labels) not in allowed:
-        raise ConfigError(
-            f"attack.labels={acfg.labels!r}: DLF needs fixed labels, one of {allowed} "
-            "(e.g. 'dimitrov' or 'oracle')"
-        )
-    check_config(config_from(acfg), str(acfg.mode))
-
-
-def config_from(acfg) -> DLFConfig:
-    """DLFConfig from a config's ``attack`` group (keys other than lr/tv are optional)."""
-    d = DLFConfig()
-    return DLFConfig(
-        lr=float(acfg.lr),
-        lr_final=_opt(acfg, "lr_final", d.lr_final),
-        tv=float(acfg.tv),
-        clip=_opt(acfg, "clip", d.clip),
-        reorder=_opt(acfg, "reorder", d.reorder),
-        order_prior=_opt(acfg, "order_prior", d.order_prior),
-        conv_features=_opt(acfg, "conv_features", d.conv_features),
-        fac_start=_opt(acfg, "fac_start", d.fac_start),
-        fac_end=_opt(acfg, "fac_end", d.fac_end),
-        layer_weights=_opt(acfg, "layer_weights", d.layer_weights),
-        shuffle_labels=_opt(acfg, "shuffle_labels", d.shuffle_labels),
-        init=_opt(acfg, "init", d.init),
-        boxed=_opt(acfg, "boxed", d.boxed),
-        simulation=_opt(acfg, "simulation", d.simulation),
-        remat=_opt(acfg, "remat", d.remat),
-    )
-
-
-def _build(obs, model, acfg, *, box, labels=None) -> Attack:
-    return make(obs, model, config_from(acfg), steps=int(acfg.steps), box=box, labels=labels)
-
-
 SPEC = AttackSpec(
     name="dlf",
     modes=("fedavg",),
-    kind="optimization",
-    build=_build,
-    check=_check,
+    make=make,
+    settings=DLFConfig,
+    label_modes=(),
+    auto_labels="dimitrov",
+    check=check_config,
     paper="Dimitrov et al. 2022, Data Leakage in Federated Averaging, TMLR, arXiv:2206.12395",
 )

@@ -39,6 +39,7 @@ from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction
 from leakjax.attacks.registry import AttackSpec
 from leakjax.attacks.simulation import SIMULATIONS, simulated_update
+from leakjax.settings import setting
 from leakjax.types import ConfigError
 
 LABEL_MODES = ("auto", "optimize", "fixed")
@@ -67,14 +68,14 @@ class DLGConfig:
         (`leakjax.attacks.lowrank`; same objective to float32 rounding, several times faster).
     """
 
-    lr: float = 1.0
-    memory: int = 100
-    linesearch: str = "zoom"
-    linesearch_steps: int = 20
+    lr: float = setting(1.0, low=0, low_open=True)
+    memory: int = setting(100, low=1, key="lbfgs_memory")
+    linesearch: str = setting("zoom", choices=LINESEARCHES)
+    linesearch_steps: int = setting(20, low=1)
     labels: str = "auto"
-    init: str = "randn"
-    num_images: int | None = None
-    simulation: str = "exact"
+    init: str = setting("randn", choices=INITS)
+    num_images: int | None = setting(None, low=1)
+    simulation: str = setting("exact", choices=SIMULATIONS)
     remat: bool = False
     factored: bool = True
 
@@ -87,23 +88,9 @@ class DLGState:
 
 
 def check_config(cfg: DLGConfig, mode: str, label_modes=LABEL_MODES) -> None:
-    """One-line ConfigErrors for impossible settings."""
+    """One-line ConfigErrors for settings the binder cannot check alone."""
     if cfg.labels not in label_modes:
         raise ConfigError(f"attack.labels={cfg.labels!r} not in {label_modes}")
-    if cfg.simulation not in SIMULATIONS:
-        raise ConfigError(f"attack.simulation={cfg.simulation!r} not in {SIMULATIONS}")
-    if cfg.linesearch not in LINESEARCHES:
-        raise ConfigError(f"attack.linesearch={cfg.linesearch!r} not in {LINESEARCHES}")
-    if cfg.init not in INITS:
-        raise ConfigError(f"attack.init={cfg.init!r} not in {INITS}")
-    if not cfg.lr > 0:
-        raise ConfigError(f"attack.lr must be > 0, got {cfg.lr}")
-    if int(cfg.memory) < 1:
-        raise ConfigError(f"attack.lbfgs_memory must be >= 1, got {cfg.memory}")
-    if int(cfg.linesearch_steps) < 1:
-        raise ConfigError(f"attack.linesearch_steps must be >= 1, got {cfg.linesearch_steps}")
-    if cfg.num_images is not None and int(cfg.num_images) < 1:
-        raise ConfigError(f"attack.num_images must be >= 1, got {cfg.num_images}")
     if mode not in ("gradient", "fedavg"):
         raise ConfigError(f"attack.mode={mode!r} not in ('gradient', 'fedavg')")
 
@@ -210,57 +197,19 @@ def make(
     return matching_attack(obs, model, cfg, fixed, box=box)
 
 
-def label_mode(config_labels: str) -> str:
-    """Map ``attack.labels`` to DLG's label mode: upstream labels (oracle or a
-    `leakjax.labels` method) arrive as fixed labels."""
-    return config_labels if config_labels in ("auto", "optimize") else "fixed"
-
-
-def options(acfg) -> dict:
-    """The L-BFGS and simulation settings shared by DLG and iDLG, from ``attack``."""
-    return dict(
-        lr=float(acfg.lr),
-        memory=int(acfg.get("lbfgs_memory", 100)),
-        linesearch=str(acfg.get("linesearch", "zoom")),
-        linesearch_steps=int(acfg.get("linesearch_steps", 20)),
-        init=str(acfg.get("init", "randn")),
-        simulation=str(acfg.get("simulation", "exact")),
-        remat=bool(acfg.get("remat", False)),
-        factored=bool(acfg.get("factored", True)),
-    )
-
-
-def config_from(acfg) -> DLGConfig:
-    """DLGConfig from a config's ``attack`` group (keys: lr, lbfgs_memory, linesearch,
-    linesearch_steps, labels, init, simulation, remat, factored)."""
-    return DLGConfig(labels=label_mode(str(acfg.labels)), **options(acfg))
-
-
-def _check(acfg) -> None:
-    from leakjax import labels as labels_lib
-
-    allowed = ("auto", "optimize", "oracle") + tuple(labels_lib.METHODS)
-    if str(acfg.labels) not in allowed:
-        raise ConfigError(f"attack.labels={acfg.labels!r} is not one of {allowed}")
-    check_config(config_from(acfg), str(acfg.mode))
-
-
-def _build(obs, model, acfg, *, box, labels=None) -> Attack:
-    return make(obs, model, config_from(acfg), steps=int(acfg.steps), box=box, labels=labels)
-
-
-def uses_zoom_linesearch(acfg) -> bool:
+def uses_zoom_linesearch(cfg: DLGConfig) -> bool:
     """True with the (default) zoom line search: vmapped, it evaluates every restart until the
     slowest is done, so on CPU `attacks.run` runs DLG's restarts one after another."""
-    return str(acfg.get("linesearch", "zoom")) == "zoom"
+    return cfg.linesearch == "zoom"
 
 
 SPEC = AttackSpec(
     name="dlg",
     modes=("gradient", "fedavg"),
-    kind="optimization",
-    build=_build,
-    check=_check,
+    make=make,
+    settings=DLGConfig,
+    label_modes=("auto", "optimize"),
+    check=check_config,
     paper="Zhu, Liu, Han 2019, Deep Leakage from Gradients, arXiv:1906.08935",
     sequential_on_cpu=uses_zoom_linesearch,
 )

@@ -56,6 +56,7 @@ from leakjax.attacks.registry import AttackSpec
 from leakjax.attacks.simulation import SIMULATIONS, simulated_update
 from leakjax.labels.idlg import idlg_label
 from leakjax.models import generators
+from leakjax.settings import setting
 from leakjax.types import Array, ConfigError
 
 LABEL_MODES = ("auto", "idlg", "fixed")
@@ -96,17 +97,17 @@ class GGLConfig:
     """
 
     generator_path: str = ""
-    generator_dim: int = 128
-    latent_dim: int = 128
-    generator_seed: int = 0
-    population: int = 0
-    es: str = "auto"
-    sigma: float = 1.0
-    kl_weight: float = 0.1
-    population_chunk: int = 0
+    generator_dim: int = setting(128, low=1)
+    latent_dim: int = setting(128, low=1)
+    generator_seed: int = setting(0, low=0)
+    population: int = setting(0, low=0)
+    es: str = setting("auto", choices=STRATEGIES)
+    sigma: float = setting(1.0, low=0, low_open=True)
+    kl_weight: float = setting(0.1, low=0)
+    population_chunk: int = setting(0, low=0)
     labels: str = "auto"
-    num_images: int | None = None
-    simulation: str = "exact"
+    num_images: int | None = setting(None, low=1)
+    simulation: str = setting("exact", choices=SIMULATIONS)
     factored: bool = True
 
 
@@ -119,35 +120,23 @@ class GGLState:
 
 
 def check_config(cfg: GGLConfig, mode: str) -> None:
-    """One-line ConfigErrors for impossible settings (a missing checkpoint included)."""
+    """One-line ConfigErrors the binder cannot find alone (a bad checkpoint included: it is
+    read, and cached, here so that it fails before any work)."""
     if mode not in ("gradient", "fedavg"):
         raise ConfigError(f"attack.mode={mode!r} not in ('gradient', 'fedavg')")
     if cfg.labels not in LABEL_MODES:
         raise ConfigError(f"attack.labels={cfg.labels!r} not in {LABEL_MODES}")
-    if cfg.es not in STRATEGIES:
-        raise ConfigError(f"attack.es={cfg.es!r} not in {STRATEGIES}")
-    if cfg.simulation not in SIMULATIONS:
-        raise ConfigError(f"attack.simulation={cfg.simulation!r} not in {SIMULATIONS}")
-    if cfg.population < 0 or cfg.population == 1:
-        raise ConfigError(f"attack.population must be 0 (auto) or >= 2, got {cfg.population}")
-    if not cfg.sigma > 0:
-        raise ConfigError(f"attack.sigma must be > 0, got {cfg.sigma}")
-    if not cfg.kl_weight >= 0:
-        raise ConfigError(f"attack.kl_weight must be >= 0, got {cfg.kl_weight}")
-    if cfg.population_chunk < 0:
-        raise ConfigError(f"attack.population_chunk must be >= 0, got {cfg.population_chunk}")
-    for key in ("generator_dim", "latent_dim"):
-        if getattr(cfg, key) < 1:
-            raise ConfigError(f"attack.{key} must be >= 1, got {getattr(cfg, key)}")
-    if cfg.generator_seed < 0:
-        raise ConfigError(f"attack.generator_seed must be >= 0, got {cfg.generator_seed}")
-    if cfg.num_images is not None and cfg.num_images < 1:
-        raise ConfigError(f"attack.num_images must be >= 1, got {cfg.num_images}")
-    if cfg.generator_path and not pathlib.Path(cfg.generator_path).expanduser().is_file():
-        raise ConfigError(
-            f"attack.generator_path={cfg.generator_path!r}: no such file (train one with "
-            "python -m leakjax.train_generator, or use '' for an untrained generator)"
-        )
+    if cfg.population == 1:
+        raise ConfigError("attack.population must be 0 (auto) or >= 2, got 1")
+    if cfg.generator_path:
+        path = pathlib.Path(cfg.generator_path).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"attack.generator_path={cfg.generator_path!r}: no such file (train one with "
+                "python -m leakjax.train_generator, or use '' for an untrained generator)"
+            )
+        st = path.stat()
+        _read_checkpoint(str(path.resolve()), st.st_mtime_ns, st.st_size)
 
 
 def kl_prior(z: Array) -> Array:
@@ -346,75 +335,12 @@ def make(obs, model, cfg: GGLConfig, *, steps: int, box, labels=None) -> Attack:
     return Attack(init=init, step=step, result=result)
 
 
-def label_mode(config_labels: str) -> str:
-    """``attack.labels`` -> GGL's label mode (upstream labels arrive as fixed labels)."""
-    return config_labels if config_labels in ("auto", "idlg") else "fixed"
-
-
-def _get(acfg, key: str, default):
-    """``acfg.key`` (``default`` when absent) as ``type(default)``; a value of the wrong type
-    is a one-line ConfigError naming the key."""
-    value = acfg.get(key, default)
-    kind = type(default)
-    if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, int | float)):
-        raise ConfigError(f"attack.{key} must be a number, got {value!r}")
-    if kind is int and int(value) != value:
-        raise ConfigError(f"attack.{key} must be an integer, got {value!r}")
-    if kind is str and not isinstance(value, str):
-        raise ConfigError(f"attack.{key} must be a string, got {value!r}")
-    return kind(value)
-
-
-def config_from(acfg) -> GGLConfig:
-    """GGLConfig from a config's ``attack`` group (keys: generator_path, generator_dim,
-    latent_dim, generator_seed, population, es, sigma, kl_weight, population_chunk, labels,
-    simulation)."""
-    d = GGLConfig()
-    return GGLConfig(
-        generator_path=_get(acfg, "generator_path", d.generator_path),
-        generator_dim=_get(acfg, "generator_dim", d.generator_dim),
-        latent_dim=_get(acfg, "latent_dim", d.latent_dim),
-        generator_seed=_get(acfg, "generator_seed", d.generator_seed),
-        population=_get(acfg, "population", d.population),
-        es=_get(acfg, "es", d.es),
-        sigma=_get(acfg, "sigma", d.sigma),
-        kl_weight=_get(acfg, "kl_weight", d.kl_weight),
-        population_chunk=_get(acfg, "population_chunk", d.population_chunk),
-        labels=label_mode(str(acfg.labels)),
-        simulation=_get(acfg, "simulation", d.simulation),
-        factored=bool(_get(acfg, "factored", d.factored)),
-    )
-
-
-def _check(acfg) -> None:
-    from leakjax import labels as labels_lib
-
-    allowed = ("auto", "idlg", "oracle") + tuple(labels_lib.METHODS)
-    if str(acfg.labels) not in allowed:
-        raise ConfigError(f"attack.labels={acfg.labels!r} is not one of {allowed}")
-    cfg = config_from(acfg)
-    check_config(cfg, str(acfg.mode))
-    batch = int(acfg.get("batch_size", 1))
-    if str(acfg.mode) == "gradient" and batch > 1 and cfg.labels != "fixed":
-        raise ConfigError(
-            f"attack.labels={acfg.labels!r}: iDLG's rule gives one label but the gradient holds "
-            f"attack.batch_size={batch} images; use 'oracle' or a label-count method"
-        )
-    if cfg.generator_path:  # read (and cache) it now: a bad file fails before any work
-        path = pathlib.Path(cfg.generator_path).expanduser()
-        st = path.stat()
-        _read_checkpoint(str(path.resolve()), st.st_mtime_ns, st.st_size)
-
-
-def _build(obs, model, acfg, *, box, labels=None) -> Attack:
-    return make(obs, model, config_from(acfg), steps=int(acfg.steps), box=box, labels=labels)
-
-
 SPEC = AttackSpec(
     name="ggl",
     modes=("gradient", "fedavg"),
-    kind="optimization",
-    build=_build,
-    check=_check,
+    make=make,
+    settings=GGLConfig,
+    label_modes=("auto", "idlg"),
+    check=check_config,
     paper="Li et al. 2022, Generative Gradient Leakage, CVPR, arXiv:2203.15696",
 )

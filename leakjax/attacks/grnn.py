@@ -44,13 +44,13 @@ from flax import struct
 from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction
 from leakjax.attacks.registry import AttackSpec
-from leakjax.attacks.registry import option as _opt
 from leakjax.attacks.simulation import SIMULATIONS, simulated_update
 from leakjax.models.conv import IMPLS
 from leakjax.models.generators import GRNNGenerator, generate, init_generator
+from leakjax.settings import setting
 from leakjax.types import Array, ConfigError
 
-LABEL_MODES = ("auto", "generate", "fixed")
+LABEL_MODES = ("auto", "generate", "optimize", "fixed")  # optimize: as generate
 _TINY = 1e-12
 
 
@@ -76,18 +76,18 @@ class GRNNConfig:
       conv_impl: the generator's convolution implementation (`leakjax.models.conv`).
     """
 
-    lr: float = 1e-4
-    momentum: float = 0.99
-    decay: float = 0.99
-    eps: float = 1e-8
-    tv: float = 1e-3
+    lr: float = setting(1e-4, low=0, low_open=True)
+    momentum: float = setting(0.99, low=0, high=1, high_open=True)
+    decay: float = setting(0.99, low=0, low_open=True, high=1, high_open=True)
+    eps: float = setting(1e-8, low=0, low_open=True)
+    tv: float = setting(1e-3, low=0)
     labels: str = "auto"
-    num_images: int | None = None
-    noise_dim: int = 128
-    simulation: str = "exact"
+    num_images: int | None = setting(None, low=1)
+    noise_dim: int = setting(128, low=1)
+    simulation: str = setting("exact", choices=SIMULATIONS)
     remat: bool = False
     factored: bool = True
-    conv_impl: str = "auto"
+    conv_impl: str = setting("auto", choices=IMPLS)
 
 
 @struct.dataclass
@@ -99,27 +99,11 @@ class GRNNState:
 
 
 def check_config(cfg: GRNNConfig, mode: str) -> None:
-    """One-line ConfigErrors for impossible settings."""
+    """One-line ConfigErrors the binder cannot find alone."""
     if mode not in ("gradient", "fedavg"):
         raise ConfigError(f"attack.mode={mode!r} not in ('gradient', 'fedavg')")
     if cfg.labels not in LABEL_MODES:
         raise ConfigError(f"attack.labels={cfg.labels!r} not in {LABEL_MODES}")
-    if cfg.simulation not in SIMULATIONS:
-        raise ConfigError(f"attack.simulation={cfg.simulation!r} not in {SIMULATIONS}")
-    if cfg.lr <= 0:
-        raise ConfigError(f"attack.lr must be > 0, got {cfg.lr}")
-    if not 0 <= cfg.momentum < 1:
-        raise ConfigError(f"attack.momentum must be in [0, 1), got {cfg.momentum}")
-    if not 0 < cfg.decay < 1:
-        raise ConfigError(f"attack.decay must be in (0, 1), got {cfg.decay}")
-    if cfg.tv < 0:
-        raise ConfigError(f"attack.tv must be >= 0, got {cfg.tv}")
-    if cfg.noise_dim < 1:
-        raise ConfigError(f"attack.noise_dim must be >= 1, got {cfg.noise_dim}")
-    if cfg.conv_impl not in IMPLS:
-        raise ConfigError(f"attack.conv_impl={cfg.conv_impl!r} not in {IMPLS}")
-    if cfg.num_images is not None and cfg.num_images < 1:
-        raise ConfigError(f"attack.num_images must be >= 1, got {cfg.num_images}")
 
 
 def grnn_loss(update, observed) -> Array:
@@ -218,51 +202,12 @@ def make(obs, model, cfg: GRNNConfig, *, steps: int, box, labels=None) -> Attack
     return Attack(init=init, step=step, result=result)
 
 
-def label_mode(config_labels: str) -> str:
-    """``attack.labels`` -> GRNN's label mode (upstream labels arrive as fixed labels)."""
-    if config_labels in ("auto", "generate"):
-        return config_labels
-    if config_labels == "optimize":
-        return "generate"
-    return "fixed"
-
-
-def _check(acfg) -> None:
-    from leakjax import labels as labels_lib
-
-    allowed = ("auto", "generate", "optimize", "oracle") + tuple(labels_lib.METHODS)
-    if str(acfg.labels) not in allowed:
-        raise ConfigError(f"attack.labels={acfg.labels!r} is not one of {allowed}")
-    check_config(config_from(acfg), str(acfg.mode))
-
-
-def config_from(acfg) -> GRNNConfig:
-    """GRNNConfig from a config's ``attack`` group (keys other than lr/tv/labels optional)."""
-    d = GRNNConfig()
-    return GRNNConfig(
-        lr=float(acfg.lr),
-        momentum=_opt(acfg, "momentum", d.momentum),
-        decay=_opt(acfg, "decay", d.decay),
-        eps=_opt(acfg, "eps", d.eps),
-        tv=float(acfg.tv),
-        labels=label_mode(str(acfg.labels)),
-        noise_dim=_opt(acfg, "noise_dim", d.noise_dim),
-        simulation=_opt(acfg, "simulation", d.simulation),
-        remat=_opt(acfg, "remat", d.remat),
-        factored=_opt(acfg, "factored", d.factored),
-        conv_impl=_opt(acfg, "conv_impl", d.conv_impl),
-    )
-
-
-def _build(obs, model, acfg, *, box, labels=None) -> Attack:
-    return make(obs, model, config_from(acfg), steps=int(acfg.steps), box=box, labels=labels)
-
-
 SPEC = AttackSpec(
     name="grnn",
     modes=("gradient", "fedavg"),
-    kind="optimization",
-    build=_build,
-    check=_check,
+    make=make,
+    settings=GRNNConfig,
+    label_modes=("auto", "generate", "optimize"),
+    check=check_config,
     paper="Ren, Deng, Xie 2022, GRNN, ACM TIST, arXiv:2105.00529",
 )

@@ -77,35 +77,17 @@ def make(
     return dlg.matching_attack(obs, model, cfg, fixed, box=box)
 
 
-def label_mode(config_labels: str) -> str:
-    """'auto' stays; 'idlg' is the attack's own rule; upstream labels arrive as fixed."""
-    return config_labels if config_labels in ("auto", "idlg") else "fixed"
-
-
-def config_from(acfg) -> IDLGConfig:
-    """IDLGConfig from a config's ``attack`` group (keys as `dlg.config_from`)."""
-    return IDLGConfig(labels=label_mode(str(acfg.labels)), **dlg.options(acfg))
-
-
-def _check(acfg) -> None:
-    from leakjax import labels as labels_lib
-
-    allowed = ("auto", "oracle") + tuple(labels_lib.METHODS)
-    if str(acfg.labels) not in allowed:
-        raise ConfigError(f"attack.labels={acfg.labels!r} is not one of {allowed}")
-    dlg.check_config(config_from(acfg), str(acfg.mode), LABEL_MODES)
-
-
-def _build(obs, model, acfg, *, box, labels=None) -> Attack:
-    return make(obs, model, config_from(acfg), steps=int(acfg.steps), box=box, labels=labels)
+def check_config(cfg: IDLGConfig, mode: str) -> None:
+    dlg.check_config(cfg, mode, LABEL_MODES)
 
 
 SPEC = AttackSpec(
     name="idlg",
     modes=("gradient", "fedavg"),
-    kind="optimization",
-    build=_build,
-    check=_check,
+    make=make,
+    settings=IDLGConfig,
+    label_modes=("auto", "idlg"),
+    check=check_config,
     paper="Zhao, Mopuri, Bilen 2020, iDLG: Improved Deep Leakage from Gradients, arXiv:2001.02610",
     sequential_on_cpu=dlg.uses_zoom_linesearch,
 )

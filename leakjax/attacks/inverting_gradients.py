@@ -33,6 +33,7 @@ from leakjax.attacks.base import Attack, Reconstruction
 from leakjax.attacks.registry import AttackSpec
 from leakjax.attacks.simulation import SIMULATIONS, simulated_update
 from leakjax.labels.idlg import idlg_label
+from leakjax.settings import setting
 from leakjax.types import ConfigError
 
 LABEL_MODES = ("auto", "idlg", "optimize", "fixed")
@@ -61,17 +62,17 @@ class IGConfig:
         (`leakjax.attacks.lowrank`; same objective to float32 rounding, several times faster).
     """
 
-    lr: float = 0.1
-    tv: float = 1e-6
-    loss: str = "cosine"
+    lr: float = setting(0.1, low=0, low_open=True)
+    tv: float = setting(1e-6, low=0)
+    loss: str = setting("cosine", choices=tuple(losses.MATCHING))
     signed: bool = True
     boxed: bool = True
     milestones: tuple[float, ...] = (3 / 8, 5 / 8, 7 / 8)
-    gamma: float = 0.1
+    gamma: float = setting(0.1, low=0, low_open=True)
     labels: str = "auto"
-    init: str = "randn"
-    num_images: int | None = None
-    simulation: str = "exact"
+    init: str = setting("randn", choices=("randn", "uniform"))
+    num_images: int | None = setting(None, low=1)
+    simulation: str = setting("exact", choices=SIMULATIONS)
     remat: bool = False
     factored: bool = True
 
@@ -190,44 +191,12 @@ def make(
     return Attack(init=init, step=step, result=result)
 
 
-def label_mode(config_labels: str) -> str:
-    """Map ``attack.labels`` to IG's label mode: upstream labels (oracle or a
-    `leakjax.labels` method) arrive as fixed labels."""
-    return config_labels if config_labels in ("auto", "idlg", "optimize") else "fixed"
-
-
-def _check(acfg) -> None:
-    from leakjax import labels as labels_lib
-
-    allowed = ("auto", "idlg", "optimize", "oracle") + tuple(labels_lib.METHODS)
-    if str(acfg.labels) not in allowed:
-        raise ConfigError(f"attack.labels={acfg.labels!r} is not one of {allowed}")
-    check_config(config_from(acfg), str(acfg.mode))
-
-
-def config_from(acfg) -> IGConfig:
-    """IGConfig from a config's ``attack`` group."""
-    return IGConfig(
-        lr=float(acfg.lr),
-        tv=float(acfg.tv),
-        loss=str(acfg.get("loss", "cosine")),
-        labels=label_mode(str(acfg.labels)),
-        init=str(acfg.get("init", "randn")),
-        simulation=str(acfg.get("simulation", "exact")),
-        remat=bool(acfg.get("remat", False)),
-        factored=bool(acfg.get("factored", True)),
-    )
-
-
-def _build(obs, model, acfg, *, box, labels=None) -> Attack:
-    return make(obs, model, config_from(acfg), steps=int(acfg.steps), box=box, labels=labels)
-
-
 SPEC = AttackSpec(
     name="ig",
     modes=("gradient", "fedavg"),
-    kind="optimization",
-    build=_build,
-    check=_check,
+    make=make,
+    settings=IGConfig,
+    label_modes=("auto", "idlg", "optimize"),
+    check=check_config,
     paper="Geiping et al. 2020, Inverting Gradients, arXiv:2003.14053",
 )

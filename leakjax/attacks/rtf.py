@@ -56,6 +56,7 @@ from flax import struct
 from leakjax.attacks.base import Attack, Reconstruction
 from leakjax.attacks.registry import AttackSpec
 from leakjax.models.imprint import imprint_params
+from leakjax.settings import setting
 from leakjax.types import Array, ConfigError
 
 
@@ -73,10 +74,10 @@ class RTFConfig:
       clamp: clamp the rows to the valid pixel box (as the reference does).
     """
 
-    tol: float = 1e-6
-    dedup: float = 1e-4
-    decay_correction: bool = True
-    clamp: bool = True
+    tol: float = setting(1e-6, low=0, key="rtf_tol")
+    dedup: float = setting(1e-4, low=0, key="rtf_dedup")
+    decay_correction: bool = setting(True, key="rtf_decay_correction")
+    clamp: bool = setting(True, key="rtf_clamp")
 
 
 @struct.dataclass
@@ -87,13 +88,9 @@ class RTFState:
 
 
 def check_config(cfg: RTFConfig, mode: str) -> None:
-    """One-line ConfigErrors for impossible settings."""
+    """One-line ConfigErrors the binder cannot find alone."""
     if mode not in ("gradient", "fedavg"):
         raise ConfigError(f"attack.mode={mode!r} not in ('gradient', 'fedavg')")
-    if not cfg.tol >= 0:
-        raise ConfigError(f"attack.rtf_tol must be >= 0, got {cfg.tol}")
-    if not cfg.dedup >= 0:
-        raise ConfigError(f"attack.rtf_dedup must be >= 0, got {cfg.dedup}")
 
 
 def _decay_multiplier(hp, num_samples: int) -> Array:
@@ -205,31 +202,13 @@ def make(obs, model, cfg: RTFConfig = RTFConfig(), *, steps: int = 1, box, label
     return Attack(init=init, step=step, result=result)
 
 
-def config_from(acfg) -> RTFConfig:
-    """RTFConfig from a config's ``attack`` group (optional keys ``rtf_tol``, ``rtf_dedup``,
-    ``rtf_decay_correction``, ``rtf_clamp``)."""
-    d = RTFConfig()
-    return RTFConfig(
-        tol=float(acfg.get("rtf_tol", d.tol)),
-        dedup=float(acfg.get("rtf_dedup", d.dedup)),
-        decay_correction=bool(acfg.get("rtf_decay_correction", d.decay_correction)),
-        clamp=bool(acfg.get("rtf_clamp", d.clamp)),
-    )
-
-
-def _check(acfg) -> None:
-    check_config(config_from(acfg), str(acfg.mode))
-
-
-def _build(obs, model, acfg, *, box, labels=None) -> Attack:
-    return make(obs, model, config_from(acfg), box=box, labels=labels)
-
-
 SPEC = AttackSpec(
     name="rtf",
     modes=("gradient", "fedavg"),
+    make=make,
+    settings=RTFConfig,
+    check=check_config,
     kind="analytic",
-    build=_build,
-    check=_check,
     paper="Fowl et al. 2022, Robbing the Fed, ICLR, arXiv:2110.13057",
+    example=(("model.imprint_bins", 16),),
 )
