@@ -9,8 +9,8 @@ run on this model, mode or data fails in seconds, not after FedAvg has trained.
 
 from __future__ import annotations
 
-import os
 import pathlib
+import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -77,5 +77,10 @@ def check_workdir(workdir: pathlib.Path, *, resume: bool) -> None:
         target = target.parent
     if target.exists() and not target.is_dir():
         raise ConfigError(f"--workdir {str(workdir)!r}: {str(target)!r} is not a directory")
-    if not os.access(target, os.W_OK | os.X_OK):
-        raise ConfigError(f"--workdir {str(workdir)!r}: {str(target)!r} is not writable")
+    try:  # os.access says yes to root on a read-only mount: try it (the file vanishes)
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as e:
+        raise ConfigError(
+            f"--workdir {str(workdir)!r}: {str(target)!r} is not writable ({e.strerror})"
+        ) from None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import math
+import numbers
 import types
 import typing
 from collections.abc import Collection, Mapping
@@ -105,7 +106,7 @@ def check_value(name: str, value, annotation, meta: Mapping):
         if not isinstance(value, bool):
             raise ConfigError(f"{name} must be True or False, got {value!r}")
     elif kind in (int, float):
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ConfigError(f"{name} must be {_describe(kind)}, got {value!r}")
         if not math.isfinite(value):
             raise ConfigError(f"{name} must be a finite number, got {value!r}")
@@ -141,6 +142,22 @@ def _check_range(name: str, value: float, meta: Mapping) -> None:
         )
 
 
+class Checked:
+    """Base of settings dataclasses: constructing one checks every plain value (types,
+    finiteness, ranges, choices) as `bind` does, so that the Python API (``XConfig(lr=-1)``)
+    fails as early and as clearly as the config file. Array values (traced hyperparameters)
+    are left to the caller."""
+
+    PREFIX = "attack"
+
+    def __post_init__(self):
+        hints = _hints(type(self))
+        for k, f in keys(type(self)).items():
+            value = getattr(self, f.name)
+            if value is None or isinstance(value, numbers.Number | str | tuple | list):
+                check_value(f"{self.PREFIX}.{k}", value, hints[f.name], _meta(f))
+
+
 def _hints(cls) -> dict:
     return typing.get_type_hints(cls)
 
@@ -156,7 +173,7 @@ def bind(cls, group: Mapping, *, prefix: str, skip: Collection[str] = (), owner=
     if unknown:
         settings = ", ".join(sorted(k for k, f in fields.items() if f.name not in fixed))
         raise ConfigError(
-            f"{prefix}.{unknown[0]} is not a setting of {cls.__name__} "
+            f"{prefix}.{unknown[0]} is not a setting of {owner or cls.__name__} "
             f"(its settings: {settings or 'none'})"
         )
     values = {}

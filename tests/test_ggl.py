@@ -330,8 +330,8 @@ def test_bad_settings(small):
         "population_chunk": -1,
     }
     for key, value in bad.items():
-        cfg = ggl.GGLConfig(**{**CFG.__dict__, key: value})
-        with pytest.raises(ConfigError, match=f"attack.{key}"):
+        with pytest.raises(ConfigError, match=f"attack.{key}"):  # at construction or in make
+            cfg = ggl.GGLConfig(**{**CFG.__dict__, key: value})
             ggl.make(obs, model, cfg, steps=1, box=BOX, labels=y[:2])
     with pytest.raises(ConfigError, match="attack.labels"):  # iDLG: one image only
         ggl.make(obs, model, CFG, steps=1, box=BOX)
@@ -340,6 +340,8 @@ def test_bad_settings(small):
 
 
 def test_config_keys_are_validated():
+    from leakjax import experiment
+
     c = config.base_config()
     c.attack.name = "ggl"
     c.attack.mode = "gradient"
@@ -351,13 +353,14 @@ def test_config_keys_are_validated():
         ("kl_weight", -0.1, "attack.kl_weight"),
         ("generator_path", "/nonexistent/gen.msgpack", "attack.generator_path"),
         ("labels", "optimize", "attack.labels"),
-        ("batch_size", 4, "attack.labels"),  # iDLG: one image
+        ("batch_size", 4, "attack.labels"),  # iDLG: one image (found by the dry build)
     ]:
         c2 = config.base_config()
+        c2.data.name, c2.model.name, c2.fl.batch_size = "digits", "mlp", 4
         c2.attack.name, c2.attack.mode = "ggl", "gradient"
         c2.attack[key] = value
         with pytest.raises(ConfigError, match=match) as e:
-            config.validate(c2)
+            experiment.prepare(c2)  # config.validate, then the planning phase
         assert "\n" not in str(e.value)
 
 

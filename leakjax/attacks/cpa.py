@@ -59,7 +59,7 @@ from flax import struct
 from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction
 from leakjax.attacks.registry import AttackSpec
-from leakjax.settings import setting
+from leakjax.settings import Checked, setting
 from leakjax.types import Array, ConfigError
 
 OUTPUTS = ("minmax", "bias")
@@ -68,7 +68,7 @@ _EPS = 1e-20
 
 
 @dataclasses.dataclass(frozen=True)
-class CPAConfig:
+class CPAConfig(Checked):
     """Hyperparameters (defaults: the reference's fc2 settings, cpa_attack.py).
 
     Attributes:

@@ -61,7 +61,7 @@ from leakjax.attacks.registry import AttackSpec
 from leakjax.attacks.simulation import SIMULATIONS
 from leakjax.fl.client import ClientHParams, client_update, param_delta
 from leakjax.models.conv import conv2d
-from leakjax.settings import setting
+from leakjax.settings import Checked, setting
 from leakjax.types import Array, ConfigError
 
 ORDER_PRIORS = ("max_conv", "mean_conv", "max", "mean", "matching", "none")
@@ -69,7 +69,7 @@ INITS = ("randn", "uniform")
 
 
 @dataclasses.dataclass(frozen=True)
-class DLFConfig:
+class DLFConfig(Checked):
     """Hyperparameters (defaults: the reference's dlf.py and experiments/fed/dlf.sh).
 
     Attributes:

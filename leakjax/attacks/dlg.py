@@ -39,7 +39,7 @@ from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction
 from leakjax.attacks.registry import AttackSpec
 from leakjax.attacks.simulation import SIMULATIONS, simulated_update
-from leakjax.settings import setting
+from leakjax.settings import Checked, setting
 from leakjax.types import ConfigError
 
 LABEL_MODES = ("auto", "optimize", "fixed")
@@ -48,7 +48,7 @@ INITS = ("randn", "uniform")
 
 
 @dataclasses.dataclass(frozen=True)
-class DLGConfig:
+class DLGConfig(Checked):
     """Hyperparameters (defaults: the reference's dlg.py, L-BFGS lr 1 and history 100).
 
     Attributes:

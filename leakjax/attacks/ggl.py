@@ -56,7 +56,7 @@ from leakjax.attacks.registry import AttackSpec
 from leakjax.attacks.simulation import SIMULATIONS, simulated_update
 from leakjax.labels.idlg import idlg_label
 from leakjax.models import generators
-from leakjax.settings import setting
+from leakjax.settings import Checked, setting
 from leakjax.types import Array, ConfigError
 
 LABEL_MODES = ("auto", "idlg", "fixed")
@@ -69,7 +69,7 @@ _LOG_EPS = 1e-10  # the reference's guard inside log(var)
 
 
 @dataclasses.dataclass(frozen=True)
-class GGLConfig:
+class GGLConfig(Checked):
     """Hyperparameters (defaults: the reference's attack/ggl.py and ggl_attack.py).
 
     Attributes:

@@ -47,7 +47,7 @@ from leakjax.attacks.registry import AttackSpec
 from leakjax.attacks.simulation import SIMULATIONS, simulated_update
 from leakjax.models.conv import IMPLS
 from leakjax.models.generators import GRNNGenerator, generate, init_generator
-from leakjax.settings import setting
+from leakjax.settings import Checked, setting
 from leakjax.types import Array, ConfigError
 
 LABEL_MODES = ("auto", "generate", "optimize", "fixed")  # optimize: as generate
@@ -55,7 +55,7 @@ _TINY = 1e-12
 
 
 @dataclasses.dataclass(frozen=True)
-class GRNNConfig:
+class GRNNConfig(Checked):
     """Hyperparameters (defaults: the reference's grnn.py / grnn_attack.py).
 
     Attributes:

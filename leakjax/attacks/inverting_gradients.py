@@ -33,14 +33,14 @@ from leakjax.attacks.base import Attack, Reconstruction
 from leakjax.attacks.registry import AttackSpec
 from leakjax.attacks.simulation import SIMULATIONS, simulated_update
 from leakjax.labels.idlg import idlg_label
-from leakjax.settings import setting
+from leakjax.settings import Checked, setting
 from leakjax.types import ConfigError
 
 LABEL_MODES = ("auto", "idlg", "optimize", "fixed")
 
 
 @dataclasses.dataclass(frozen=True)
-class IGConfig:
+class IGConfig(Checked):
     """Hyperparameters (defaults: the reference's ig.py).
 
     Attributes:

@@ -56,12 +56,12 @@ from flax import struct
 from leakjax.attacks.base import Attack, Reconstruction
 from leakjax.attacks.registry import AttackSpec
 from leakjax.models.imprint import imprint_params
-from leakjax.settings import setting
+from leakjax.settings import Checked, setting
 from leakjax.types import Array, ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
-class RTFConfig:
+class RTFConfig(Checked):
     """Settings of the closed-form read-out.
 
     Attributes:
