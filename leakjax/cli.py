@@ -210,11 +210,10 @@ def main(argv) -> None:
 def _one_line(e: BaseException) -> str:
     """The informative line of an error (the last line of an embedded traceback)."""
     if isinstance(e, KeyError) and not isinstance(e.__cause__, Exception):
-        return f"unknown config field {e.args[0]!r} (the schema is leakjax/config.py)"
+        return _unknown_field(str(e.args[0]))
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     if len(lines) == 1 and lines[0].strip("\"'").isidentifier():  # ml_collections' KeyError
-        field = lines[0].strip("\"'")
-        return f"unknown config field {field!r} (schema: leakjax/config.py)"
+        return _unknown_field(lines[0].strip("\"'"))
     if not lines:
         return type(e).__name__
     if any(ln.startswith("Traceback") for ln in lines):
@@ -238,6 +237,25 @@ def _usage() -> str:
         "[--config=FILE --config.attack.name=NAME]\n\n"
         f"{own}\n\n(--helpfull lists absl's and JAX's flags too.)"
     )
+
+
+def _unknown_field(field: str) -> str:
+    """'config.fl.bogus is not a setting' with the full key, read off the command line."""
+    for arg in sys.argv[1:]:
+        path = arg.split("=", 1)[0].removeprefix("--config.")
+        if arg.startswith("--config.") and path.split(".")[-1] == field:
+            group = path.rsplit(".", 1)[0] if "." in path else ""
+            known = ""
+            try:
+                from leakjax.config import base_config
+
+                base = base_config()
+                if group in base:
+                    known = f" (settings of {group}: {', '.join(base[group].keys())})"
+            except Exception:  # noqa: BLE001 - the message is still right without the list
+                pass
+            return f"{path} is not a config setting{known}"
+    return f"unknown config field {field!r} (the schema is leakjax/config.py)"
 
 
 def _parse(argv):

@@ -173,10 +173,13 @@ def validate(config) -> None:
         )
     if a.mode == "fedavg" and f.rounds < 1:
         raise ConfigError("fl.rounds must be >= 1 when attack.mode='fedavg'")
-    rounds = tuple(a.rounds)
-    for r in rounds:
-        if not isinstance(r, int) or not (-f.rounds <= r < max(f.rounds, 1)):
-            raise ConfigError(f"attack.rounds entry {r!r} outside [-{f.rounds}, {f.rounds})")
+    if a.mode == "fedavg":  # gradient mode attacks the final model: attack.rounds unused
+        for r in tuple(a.rounds):
+            if isinstance(r, bool) or not isinstance(r, int) or not -f.rounds <= r < f.rounds:
+                raise ConfigError(
+                    f"attack.rounds entry {r!r} is not a round: use -{f.rounds}..{f.rounds - 1} "
+                    f"(fl.rounds={f.rounds}; negative counts from the end)"
+                )
     _positive("attack.clients", a.clients, integer=True)
     if a.clients > f.num_clients:
         raise ConfigError(f"attack.clients={a.clients} exceeds fl.num_clients={f.num_clients}")

@@ -175,8 +175,8 @@ def test_partition_properties(num_clients, method, seed, n, test_fraction):
 @pytest.mark.parametrize(
     "kwargs, key",
     [
-        (dict(num_clients=0), "data.num_clients"),
-        (dict(num_clients=101), "data.num_clients"),
+        (dict(num_clients=0), "fl.num_clients"),
+        (dict(num_clients=101), "fl.num_clients"),
         (dict(method="dirichlet", beta=0.0), "data.beta"),
         (dict(method="dirichlet", beta=-1.0), "data.beta"),
         (dict(test_fraction=1.0), "data.test_fraction"),

@@ -203,3 +203,34 @@ def test_cli_help_lists_the_program_flags():
     assert out.returncode == 0
     for flag in ("--config", "--workdir", "--resume", "--debug", "--list", "Exit codes"):
         assert flag in out.stdout
+
+
+def test_cli_unknown_fields_name_the_full_key(tmp_path):
+    for arg, want in [
+        ("--config.fl.bogus=1", "leakjax: error: fl.bogus is not a config setting"),
+        ("--config.model.bogus=x", "leakjax: error: model.bogus is not a config setting"),
+        ("--config.attack.bogus=1", "leakjax: error: attack.bogus is not a setting of ig"),
+    ]:
+        out, _ = _cli(TINY, arg, f"--workdir={tmp_path / 'wd'}")
+        assert out.returncode == 2
+        assert _error_line(out).startswith(want), out.stderr[-1000:]
+    assert not (tmp_path / "wd").exists()
+
+
+def test_allowed_values_are_listed_once():
+    c = base_config()
+    c.attack.name, c.attack.labels = "idlg", "magic"
+    with pytest.raises(ConfigError) as e:
+        attacks.get("idlg").bind(c.attack)
+    assert str(e.value).count("'idlg'") == 2  # the name and once in the allowed values
+
+
+def test_rounds_ignored_in_gradient_mode_and_named_in_fedavg():
+    c = base_config()
+    c.fl.rounds, c.attack.mode, c.attack.rounds = 0, "gradient", (-1,)
+    from leakjax.config import validate
+
+    validate(c)  # attack.rounds is not used without FedAvg rounds
+    c.fl.rounds, c.attack.mode, c.attack.rounds = 3, "fedavg", (5,)
+    with pytest.raises(ConfigError, match=r"attack.rounds entry 5 is not a round: use -3..2"):
+        validate(c)

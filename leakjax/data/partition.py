@@ -170,9 +170,9 @@ def partition(
     labels = _check_labels(labels)
     n = labels.size
     if isinstance(num_clients, bool) or not isinstance(num_clients, int | np.integer):
-        raise ConfigError(f"data.num_clients={num_clients!r} must be an integer in [1, {n}]")
+        raise ConfigError(f"fl.num_clients={num_clients!r} must be an integer in [1, {n}]")
     if not 1 <= num_clients <= n:
-        raise ConfigError(f"data.num_clients={num_clients} must be in [1, {n}] (data set size)")
+        raise ConfigError(f"fl.num_clients={num_clients} must be in [1, {n}] (data set size)")
     if not 0.0 <= test_fraction < 1.0:
         raise ConfigError(f"data.test_fraction={test_fraction} must be in [0, 1)")
     rng = np.random.default_rng(seed)
@@ -184,7 +184,7 @@ def partition(
         if min_size < 0 or min_size * num_clients > n:
             raise ConfigError(
                 f"data.min_size={min_size} must be in [0, {n // num_clients}] for {n} samples "
-                f"and data.num_clients={num_clients}"
+                f"and fl.num_clients={num_clients}"
             )
         shares = _dirichlet(labels, num_clients, float(beta), int(min_size), rng)
     elif method == "fixed_classes":
@@ -193,7 +193,7 @@ def partition(
         if not lowest <= classes_per_client <= num_classes:
             raise ConfigError(
                 f"data.classes_per_client={classes_per_client} must be in [{lowest}, "
-                f"{num_classes}] for {num_classes} classes and data.num_clients={num_clients}"
+                f"{num_classes}] for {num_classes} classes and fl.num_clients={num_clients}"
             )
         shares = _fixed_classes(labels, num_clients, int(classes_per_client), rng)
     else:

@@ -18,5 +18,8 @@ def client_mesh(num_devices: int | None = None, axis: str = "clients") -> jax.sh
     available = len(jax.devices())
     n = available if num_devices in (None, 0) else int(num_devices)
     if not 1 <= n <= available:
-        raise ConfigError(f"num_devices={num_devices} but {available} device(s) are available")
+        raise ConfigError(
+            f"fl.num_devices / attack.num_devices={num_devices} but {available} device(s) "
+            "are available"
+        )
     return jax.make_mesh((n,), (axis,), axis_types=(AxisType.Auto,), devices=jax.devices()[:n])
