@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leakjax import attacks, models
+from leakjax import settings as settings_lib
 from leakjax.attacks import losses, lowrank
 from leakjax.config import base_config
 from leakjax.fl.client import gradient
@@ -100,7 +101,19 @@ def test_matching_objective_and_its_image_gradient_agree(loss):
     assert abs(float(at_truth)) < 1e-5 * max(1.0, float(losses.sq_norm(target)))
 
 
-@pytest.mark.parametrize("name", ["dlg", "ig", "grnn", "ggl"])
+# every registered attack with a ``factored`` setting (idlg shares dlg's code: skipped)
+FACTORED = [
+    n
+    for n in attacks.names()
+    if "factored" in settings_lib.keys(attacks.get(n).settings) and n != "idlg"
+]
+
+
+def test_factored_attacks_are_found():
+    assert {"dlg", "ig", "grnn", "ggl"} <= set(FACTORED)
+
+
+@pytest.mark.parametrize("name", FACTORED)
 def test_attacks_step_the_same_with_and_without_factoring(name, monkeypatch):
     model, v, x, y = _setup("mlp", (16, 16, 3), 1)
     obs = gradient_observation(model, v, x, y)
