@@ -49,6 +49,42 @@ def _pkg(name: str) -> str:
         return "not installed"
 
 
+def git_commit() -> str | None:
+    """The leakjax checkout's commit (None outside a git checkout, e.g. a pip install)."""
+    import subprocess
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    dirty = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout.strip()
+    return out.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def provenance(config) -> dict:
+    """What a result row needs to be reproduced: seed, config name, leakjax commit, versions."""
+    return {
+        "seed": int(config.seed),
+        "config_name": str(config.get("name", "")),
+        "leakjax_commit": git_commit(),
+        **{f"version_{k}": v for k, v in versions().items()},
+    }
+
+
 def device_info() -> dict:
     devs = jax.devices()
     return {
@@ -460,6 +496,7 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
         attack_seconds=round(attack_seconds, 3),
         wall_seconds=round(time.perf_counter() - t_start, 3),
         device=device_info()["device_kind"],
+        **provenance(config),
     )
     all_failed = bool(per_client) and all(c["failed"] for c in per_client)
     summary["all_failed"] = all_failed
