@@ -30,6 +30,7 @@ from leakjax import labels as labels_lib
 from leakjax.config import NO_ATTACK, resolve_rounds, resolved_attack, validate
 from leakjax.fl import ClientHParams, FLSettings, client_mesh, simulate
 from leakjax.observation import GroundTruth, Observation, gradient_observation, stack, to_host
+from leakjax.progress import time_parts, time_summary
 from leakjax.types import ConfigError, NumericalError
 
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "evosax", "ml-collections")
@@ -425,9 +426,22 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
         observations, truths = _gradient_observations(p, variables, rng)
 
     t0 = time.perf_counter()
-    outcomes = attack_observations(
-        p, observations, truths, attack_key, progress=progress, checkpoint_dir=ckdir, resume=resume
-    )
+    timing = ckdir / "timing.json"  # an interrupted run's seconds, summed in the resume's summary
+    try:
+        outcomes = attack_observations(
+            p,
+            observations,
+            truths,
+            attack_key,
+            progress=progress,
+            checkpoint_dir=ckdir,
+            resume=resume,
+        )
+    except KeyboardInterrupt:  # attacks.Interrupted included
+        now = time.perf_counter()
+        parts = time_parts(timing, resume, fl=fl_seconds, attack=now - t0, wall=now - t_start)
+        report.write_json(timing, parts)
+        raise
     attack_seconds = time.perf_counter() - t0
 
     per_client, arrays, grid_t, grid_r, grid_lt, grid_lp, grid_psnr = [], {}, [], [], [], [], []
@@ -477,6 +491,8 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
             [float(v) for v in res.losses[j][res.best[j]]],
         )
 
+    now = time.perf_counter()
+    parts = time_parts(timing, resume, fl=fl_seconds, attack=attack_seconds, wall=now - t_start)
     summary = metrics.summarize(per_client) if per_client else {}
     summary.update(
         attack=a.name,
@@ -492,9 +508,7 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
         images_attacked=int(sum(o.num_samples for o in observations)),
         final_test_acc=(history.get("test_acc") or [None])[-1],
         final_local_test_acc=(history.get("local_test_acc") or [None])[-1],
-        fl_seconds=round(fl_seconds, 3),
-        attack_seconds=round(attack_seconds, 3),
-        wall_seconds=round(time.perf_counter() - t_start, 3),
+        **time_summary(parts),  # fl/attack/wall_seconds: all parts of a resumed run together
         device=device_info()["device_kind"],
         **provenance(config),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import pathlib
 import sys
 import time
 
@@ -49,3 +51,18 @@ class Progress:
     @property
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
+
+
+def time_parts(path, resume: bool, **this: float) -> dict[str, list[float]]:
+    """Seconds per part of a run: the earlier parts that an interrupted run left in the JSON
+    file ``path`` (read only when ``resume``), then ``this`` part's (e.g. ``wall=12.5``)."""
+    path = pathlib.Path(path)
+    earlier = json.loads(path.read_text()) if resume and path.exists() else {}
+    return {k: [*earlier.get(k, []), float(v)] for k, v in this.items()}
+
+
+def time_summary(parts: dict[str, list[float]]) -> dict:
+    """``{k}_seconds``: each kind summed over the parts; ``wall_seconds_parts``: the list."""
+    out = {f"{k}_seconds": round(sum(v), 3) for k, v in parts.items()}
+    out["wall_seconds_parts"] = [round(v, 3) for v in parts.get("wall", [])]
+    return out

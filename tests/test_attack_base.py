@@ -275,3 +275,83 @@ def test_resolve_vmap_chunk():
         assert not attacks.get(name).sequential(acfg)
         del acfg["linesearch"]
     assert not attacks.get("ig").sequential(acfg)
+
+
+def _signalling(target, at_step, signum):
+    """`toy` whose step sends ``signum`` to this process (from a host callback, i.e. while
+    the jitted chunk runs) when it computes step ``at_step``."""
+    import os
+
+    base = toy(target, lr=0.01)
+
+    def send(i):
+        if int(i) == at_step:
+            os.kill(os.getpid(), signum)
+
+    def step(state, key):
+        jax.debug.callback(send, state["i"])
+        return base.step(state, key)
+
+    return Attack(base.init, step, base.result)
+
+
+@pytest.mark.parametrize("steps,chunk", [(30, 10), (30, 30)])
+def test_signal_during_the_last_chunk_interrupts_and_resumes_bit_identically(
+    tmp_path, steps, chunk
+):
+    import signal
+
+    from leakjax.attacks.base import Interrupted
+
+    ck = tmp_path / "ck.msgpack"
+    kw = dict(steps=steps, restarts=2, chunk=chunk, progress=False)
+    full = run(toy(T, lr=0.01), jax.random.key(7), **kw)
+    with pytest.raises(Interrupted) as info:
+        run(_signalling(T, steps - 3, signal.SIGINT), jax.random.key(7), checkpoint=ck, **kw)
+    assert info.value.steps_done == steps and info.value.checkpoint == str(ck)
+    assert ck.exists()
+    resumed = run(toy(T, lr=0.01), jax.random.key(7), checkpoint=ck, resume=True, **kw)
+    np.testing.assert_array_equal(resumed.reconstruction.images, full.reconstruction.images)
+    np.testing.assert_array_equal(resumed.restarts.images, full.restarts.images)
+    np.testing.assert_array_equal(resumed.losses, full.losses)
+    np.testing.assert_array_equal(resumed.best, full.best)
+    # and without a checkpoint path the signal still stops the run
+    with pytest.raises(Interrupted):
+        run(_signalling(T, steps - 1, signal.SIGTERM), jax.random.key(7), **kw)
+
+
+def test_resumed_run_reports_the_time_of_all_parts(tmp_path):
+    import os
+    import signal
+    import time
+
+    from leakjax.attacks.base import Interrupted
+
+    ck = tmp_path / "ck.msgpack"
+    kw = dict(steps=40, restarts=2, chunk=10, progress=False)
+
+    def slow_then_term(done, states):
+        time.sleep(0.2)  # part 1 takes >= 0.4 s
+        if done == 20:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Interrupted):
+        run(toy(T, lr=0.01), jax.random.key(8), checkpoint=ck, on_chunk=slow_then_term, **kw)
+    resumed = run(toy(T, lr=0.01), jax.random.key(8), checkpoint=ck, resume=True, **kw)
+    assert len(resumed.seconds_parts) == 2
+    assert resumed.seconds_parts[0] >= 0.4
+    assert resumed.seconds == pytest.approx(sum(resumed.seconds_parts))
+    assert resumed.seconds > resumed.seconds_parts[1]
+    one = run(toy(T, lr=0.01), jax.random.key(8), **kw)
+    assert len(one.seconds_parts) == 1 and one.seconds == pytest.approx(one.seconds_parts[0])
+
+
+def test_step_is_traced_once_across_chunks():
+    import chex
+
+    chex.clear_trace_counter()
+    a = toy(T, lr=0.01)
+    step = chex.assert_max_traces(a.step, n=1)
+    res = run(Attack(a.init, step, a.result), jax.random.key(9), steps=30, chunk=10,
+              restarts=2, progress=False)  # fmt: skip
+    assert res.losses.shape == (1, 2, 30)

@@ -19,7 +19,7 @@ from leakjax.config import base_config
 from leakjax.types import ConfigError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-VOLATILE = {"fl_seconds", "attack_seconds", "wall_seconds"}
+VOLATILE = {"fl_seconds", "attack_seconds", "wall_seconds", "wall_seconds_parts"}
 
 SMALL = [
     "--config=configs/quickstart.py:tiny",
@@ -70,6 +70,7 @@ def test_interrupt_and_resume_in_process_equals_uninterrupted(tmp_path, monkeypa
     def update(self, done, **fields):
         original(self, done, **fields)
         if self.unit == "step" and done == 60:
+            time.sleep(0.5)  # the interrupted part takes >= 0.5 s
             os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.setattr(Progress, "update", update)
@@ -85,9 +86,48 @@ def test_interrupt_and_resume_in_process_equals_uninterrupted(tmp_path, monkeypa
         experiment.run(cfg, part, progress=False, resume=True)
     experiment.run(_small_config(), part, progress=False, resume=True)
     assert _metrics(part) == _metrics(full)
+    # the resumed run reports the time of both parts, not only of its own
+    summary = json.loads((part / "metrics.json").read_text())["summary"]
+    first, second = summary["wall_seconds_parts"]
+    assert first >= 0.5 and second > 0
+    assert summary["wall_seconds"] == pytest.approx(first + second, abs=0.01)
+    assert summary["attack_seconds"] >= 0.5
     assert not (part / "checkpoints").exists()
     with pytest.raises(ConfigError, match="already finished"):
         experiment.run(_small_config(), part, progress=False, resume=True)
+
+
+def test_sigint_during_the_last_attack_chunk_interrupts_and_resumes(tmp_path, monkeypatch):
+    """The attack runs in one chunk (steps == chunk); SIGINT while it runs is honoured."""
+    from leakjax.attacks.base import Interrupted
+    from leakjax.progress import Progress
+
+    def config():
+        cfg = _small_config()
+        cfg.attack.steps = cfg.attack.chunk = 60
+        return cfg
+
+    full = tmp_path / "full"
+    summary = experiment.run(config(), full, progress=False)
+    assert summary["wall_seconds_parts"] == [summary["wall_seconds"]]
+    original = Progress.update
+
+    def update(self, done, **fields):
+        original(self, done, **fields)
+        if self.unit == "step" and done == 60:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(Progress, "update", update)
+    part = tmp_path / "part"
+    with pytest.raises(Interrupted, match="after step 60"):
+        experiment.run(config(), part, progress=False)
+    monkeypatch.setattr(Progress, "update", original)
+    assert not (part / "metrics.json").exists()
+    assert list((part / "checkpoints").glob("attack_n*.msgpack"))
+    experiment.run(config(), part, progress=False, resume=True)
+    assert _metrics(part) == _metrics(full)
+    parts = json.loads((part / "metrics.json").read_text())["summary"]["wall_seconds_parts"]
+    assert len(parts) == 2
 
 
 @pytest.mark.slow
