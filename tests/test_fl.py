@@ -307,3 +307,76 @@ def test_sharded_simulation_equals_single_device(tmp_path):
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["diff"] < 1e-5 and res["update_diff"] < 1e-5, res
     assert res["acc"][0] == res["acc"][1]
+
+
+# ----------------------------------------------------------------------------- step-level API
+
+
+def test_client_update_equals_a_loop_of_client_steps(mlp):
+    from leakjax.fl import client_final, client_init, client_step
+
+    v = mlp.init(jax.random.key(0))
+    x, y = _batch(11)
+    hp = ClientHParams(lr=0.2, momentum=0.9, weight_decay=0.05, epochs=2, batch_size=4)
+    key = jax.random.key(3)
+    idx, valid = batch_schedule(jnp.ones((11,), bool), key, hp.epochs, hp.batch_size)
+    state = client_init(v, hp)
+    for t in range(idx.shape[0]):
+        state, _ = client_step(mlp.apply, state, x[idx[t]], y[idx[t]], valid[t], hp)
+    assert int(state.step) == 2 * math.ceil(11 / 4)
+    _close(
+        client_final(state)["params"], client_update(mlp.apply, v, x, y, None, key, hp)["params"]
+    )
+
+
+def test_client_step_skips_an_empty_batch(mlp):
+    from leakjax.fl import client_init, client_step
+
+    v = mlp.init(jax.random.key(0))
+    x, y = _batch(4)
+    hp = ClientHParams(lr=0.2, momentum=0.9, epochs=1, batch_size=4)
+    s0 = client_init(v, hp)
+    s1, loss = client_step(mlp.apply, s0, x, y, jnp.zeros((4,), bool), hp)
+    assert float(loss) == 0.0 and int(s1.step) == 0
+    _close(s1.variables["params"], v["params"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mu", [0.0, 0.5, 0.9, 1.0])
+def test_momentum_weights_equal_a_simulated_buffer(mu):
+    from leakjax.fl import momentum_weights
+
+    steps = 7
+    # theta_0 - theta_T = lr * sum_t w_t d_t: feed d_t = e_t and read off the weights.
+    buf, total = np.zeros(steps), np.zeros(steps)
+    for t in range(steps):
+        buf = mu * buf + np.eye(steps)[t]
+        total += buf
+    np.testing.assert_allclose(momentum_weights(steps, mu, xp=np), total, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(momentum_weights(steps, mu)), total, rtol=1e-6)
+
+
+def test_local_steps():
+    from leakjax.fl import local_steps
+
+    assert local_steps(10, 1, 10) == 1
+    assert local_steps(11, 3, 5) == 9
+    assert local_steps(1, 2, 64) == 2
+
+
+def test_copies_schedule_trains_each_copy_in_order_with_momentum_carried(mlp):
+    """DLF's exact simulation: epoch e on copy e, partial last batch kept, one momentum buffer."""
+    from leakjax.fl import client_init, client_step, copies_schedule
+
+    v = mlp.init(jax.random.key(0))
+    e, n, b = 2, 7, 3
+    x, y = _batch(e * n)
+    hp = ClientHParams(lr=0.1, momentum=0.9, weight_decay=0.01, epochs=e, batch_size=b)
+    state = client_init(v, hp)
+    for ep in range(e):
+        for s in range(0, n, b):
+            rows = np.arange(ep * n + s, ep * n + min(s + b, n))
+            state, _ = client_step(
+                mlp.apply, state, x[rows], y[rows], jnp.ones(len(rows), bool), hp
+            )
+    out = client_update(mlp.apply, v, x, y, None, None, hp, schedule=copies_schedule(e, n, b))
+    _close(out["params"], state.variables["params"])

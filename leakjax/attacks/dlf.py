@@ -37,10 +37,8 @@ from ``theta_0 - theta_T``:
   choice) and every epoch copy uses that order; labels of shape [E, N] give each copy its
   own order (used with the true orders in tests).
 
-Simplifications, documented: when N is not a multiple of B and E > 1, the epochs are
-simulated as E chained one-epoch `client_update` calls (a `lax.scan`), which restarts the
-momentum buffer at each epoch boundary (exact for momentum 0); otherwise the simulation is
-exactly the client's (one `client_update` over the concatenated copies). The reference's
+The simulation is exactly the client's local training (one `client_update` over the
+concatenated copies, `leakjax.fl.copies_schedule`, for any N, B and E). The reference's
 bugs are not reproduced (REFERENCE.md §5 item 4): it keeps one copy for E epochs, draws a
 new random convolution every step, and its clip prior needs --normalize.
 """
@@ -58,8 +56,8 @@ from flax import struct
 from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction
 from leakjax.attacks.registry import AttackSpec
-from leakjax.attacks.simulation import SIMULATIONS
-from leakjax.fl.client import ClientHParams, client_update, param_delta
+from leakjax.attacks.simulation import SIMULATIONS, simulation_hparams
+from leakjax.fl.client import client_update, copies_schedule, param_delta
 from leakjax.models.conv import conv2d
 from leakjax.settings import Checked, setting
 from leakjax.types import Array, ConfigError
@@ -293,7 +291,8 @@ def simulate(model, obs, x: Array, y: Array, simulation: str = "exact", remat: b
     """``theta_0 - theta_T`` of the client's local training on per-epoch copies.
 
     Epoch e trains on copy ``x[e]`` in its stored order (batches of ``obs.hp.batch_size``,
-    the last partial batch kept), through `leakjax.fl.client_update`.
+    the last partial batch kept; `leakjax.fl.copies_schedule`), through
+    `leakjax.fl.client_update`, momentum carried across epochs as the client's.
 
     Args:
       model: `leakjax.models.Model`.
@@ -303,22 +302,20 @@ def simulate(model, obs, x: Array, y: Array, simulation: str = "exact", remat: b
       remat: rematerialize each local step in the backward pass.
     """
     e, n = x.shape[:2]
-    hp = obs.hp
-    mom, wd = (0.0, 0.0) if simulation == "reference" else (hp.momentum, hp.weight_decay)
-    one = ClientHParams(lr=hp.lr, momentum=mom, weight_decay=wd, epochs=1, batch_size=hp.batch_size)
-    if e == 1 or n % hp.batch_size == 0:
-        # one scan over all E * N/B steps: exact (momentum carried across epochs)
-        flat_x = x.reshape((e * n,) + x.shape[2:])
-        flat_y = y.reshape((e * n,) + y.shape[2:])
-        after = client_update(
-            model.apply, obs.variables, flat_x, flat_y, None, None, one, remat=remat
-        )
-    else:
-        # partial last batches: chain one-epoch updates (momentum restarts each epoch)
-        def epoch(v, xy):
-            return client_update(model.apply, v, xy[0], xy[1], None, None, one, remat=remat), None
-
-        after, _ = jax.lax.scan(epoch, obs.variables, (x, y))
+    hp = simulation_hparams(obs.hp, simulation, n, full_batch=False)
+    flat_x = x.reshape((e * n,) + x.shape[2:])
+    flat_y = y.reshape((e * n,) + y.shape[2:])
+    after = client_update(
+        model.apply,
+        obs.variables,
+        flat_x,
+        flat_y,
+        None,
+        None,
+        hp,
+        remat=remat,
+        schedule=copies_schedule(e, n, hp.batch_size),
+    )
     return param_delta(obs.variables, after)
 
 

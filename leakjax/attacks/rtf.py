@@ -55,6 +55,7 @@ from flax import struct
 
 from leakjax.attacks.base import Attack, Reconstruction
 from leakjax.attacks.registry import AttackSpec
+from leakjax.fl.client import local_steps, momentum_weights
 from leakjax.models.imprint import imprint_params
 from leakjax.settings import Checked, setting
 from leakjax.types import Array, ConfigError
@@ -94,12 +95,11 @@ def check_config(cfg: RTFConfig, mode: str) -> None:
 
 
 def _decay_multiplier(hp, num_samples: int) -> Array:
-    """``lr * wd * sum_{t=1..K} (1 - m^t) / (1 - m)``: what K SGD steps with momentum m add to
-    ``before - after`` from weight decay on (constant) weights. K = epochs * ceil(n / bs)."""
-    k = hp.epochs * math.ceil(num_samples / hp.batch_size)
-    m = jnp.asarray(hp.momentum, jnp.float32)
-    t = jnp.arange(1, k + 1, dtype=jnp.float32)
-    total = jnp.sum(jnp.where(m > 0, (1.0 - m**t) / jnp.where(m > 0, 1.0 - m, 1.0), 1.0))
+    """``lr * wd * sum_t w_t``: what the client's K local SGD steps (momentum weights w_t,
+    `leakjax.fl.momentum_weights`) add to ``before - after`` from weight decay on (constant)
+    weights."""
+    k = local_steps(num_samples, hp.epochs, hp.batch_size)
+    total = jnp.sum(momentum_weights(k, hp.momentum))
     return jnp.asarray(hp.lr, jnp.float32) * jnp.asarray(hp.weight_decay, jnp.float32) * total
 
 

@@ -16,6 +16,21 @@ from leakjax.fl.client import ClientHParams, client_update, gradient, param_delt
 SIMULATIONS = ("exact", "reference")
 
 
+def simulation_hparams(hp: ClientHParams, simulation: str, num_rows: int, *, full_batch=True):
+    """The local-training hyperparameters an attacker simulates the client with.
+
+    'exact': the client's own. 'reference': the PyTorch reference's simplification, no
+    momentum and no weight decay, and with ``full_batch`` one step per epoch over all
+    ``num_rows`` rows (its IG / DLG / GRNN / GGL) or else the client's batch size (its DLF).
+    """
+    if simulation == "exact":
+        return hp
+    if simulation != "reference":
+        raise ValueError(f"simulation must be one of {SIMULATIONS}, got {simulation!r}")
+    batch = int(num_rows) if full_batch else hp.batch_size
+    return hp.replace(momentum=0.0, weight_decay=0.0, batch_size=batch)
+
+
 def simulated_update(
     model,
     obs,
@@ -44,10 +59,6 @@ def simulated_update(
         if factored:
             return lowrank.factored_gradient(model.apply, obs.variables, x, y, None, train=False)
         return gradient(model.apply, obs.variables, x, y, None, train=False)
-    hp = obs.hp
-    if simulation == "reference":
-        hp = ClientHParams(
-            lr=hp.lr, momentum=0.0, weight_decay=0.0, epochs=hp.epochs, batch_size=x.shape[0]
-        )
+    hp = simulation_hparams(obs.hp, simulation, x.shape[0])
     after = client_update(model.apply, obs.variables, x, y, None, key, hp, remat=remat)
     return param_delta(obs.variables, after)

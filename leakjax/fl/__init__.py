@@ -2,10 +2,18 @@
 
 from leakjax.fl.client import (
     ClientHParams,
+    ClientState,
+    batch_gradient,
     batch_schedule,
+    client_final,
+    client_init,
+    client_step,
     client_update,
+    copies_schedule,
     cross_entropy,
     gradient,
+    local_steps,
+    momentum_weights,
     param_delta,
 )
 from leakjax.fl.server import FLSettings, SimResult, simulate, weighted_average
@@ -13,11 +21,19 @@ from leakjax.fl.sharding import client_mesh
 
 __all__ = [
     "ClientHParams",
+    "ClientState",
     "FLSettings",
     "SimResult",
+    "batch_gradient",
     "batch_schedule",
+    "client_final",
+    "client_init",
     "client_mesh",
+    "client_step",
     "client_update",
+    "copies_schedule",
+    "local_steps",
+    "momentum_weights",
     "cross_entropy",
     "gradient",
     "param_delta",

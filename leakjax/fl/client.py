@@ -151,6 +151,15 @@ def batch_schedule(
     return idx.astype(jnp.int32), valid
 
 
+def copies_schedule(epochs: int, n: int, batch_size: int) -> tuple[Array, Array]:
+    """`batch_schedule` of a client whose epoch e trains, in stored order, on its own copy of
+    the data: rows ``e * n .. e * n + n - 1`` of an [epochs * n, ...] array (DLF's dummies)."""
+    idx, valid = batch_schedule(jnp.ones((n,), bool), None, 1, batch_size)
+    offsets = (jnp.arange(epochs, dtype=jnp.int32) * n)[:, None, None]
+    idx = (idx[None] + offsets).reshape((-1, batch_size))
+    return idx, jnp.tile(valid, (epochs, 1))
+
+
 _UNROLLED = threading.local()
 
 
@@ -201,6 +210,97 @@ def _remat_scan(step, carry, xs):
     return carry, ys
 
 
+@struct.dataclass
+class ClientState:
+    """A client between local steps: its variables (params included), SGD state, step count."""
+
+    variables: Variables
+    opt_state: Any
+    step: Array
+
+
+# grad_fn(apply, params, variables, xb, yb, valid, key) -> (loss, variables', grads): how one
+# local step turns a minibatch into the gradient SGD applies. `batch_gradient` is plain FedAvg;
+# step-level defenses (DP-SGD's per-example clipping and noise, local noise) supply their own.
+GradFn = Callable[..., tuple[Array, Variables, Any]]
+
+
+def batch_gradient(apply: ApplyFn, params, variables, xb, yb, valid, key=None):
+    """(loss, variables', grads) of the mean cross-entropy over the valid rows of a minibatch."""
+    del key
+    (loss, new_v), g = jax.value_and_grad(loss_and_state, argnums=1, has_aux=True)(
+        apply, params, variables, xb, yb, valid, True
+    )
+    return loss, new_v, g
+
+
+def local_steps(num_samples: int, epochs: int, batch_size: int) -> int:
+    """SGD steps of a client with ``num_samples`` rows: ``epochs * ceil(n / batch_size)``."""
+    return int(epochs) * math.ceil(int(num_samples) / int(batch_size))
+
+
+def momentum_weights(steps: int, momentum, xp=jnp):
+    """w [steps]: the weight of step t's direction d_t in ``(theta_0 - theta_T) / lr``.
+
+    With torch momentum (buf = mu * buf + d; theta -= lr * buf),
+    ``theta_0 - theta_T = lr * sum_t w_t d_t`` and ``w_t = sum_{s=0}^{T-1-t} mu^s``.
+    ``xp`` is ``jnp`` (traced momentum) or ``numpy`` (float64 on the host).
+    """
+    dtype = xp.float64 if xp is not jnp else jnp.float32
+    powers = xp.asarray(momentum, dtype) ** xp.arange(steps, dtype=dtype)
+    return xp.cumsum(powers)[::-1]
+
+
+def client_init(variables: Variables, hp: ClientHParams) -> ClientState:
+    """The state a client starts its local training from (the received global variables)."""
+    return ClientState(
+        variables=dict(variables), opt_state=_sgd(hp).init(variables["params"]), step=jnp.int32(0)
+    )
+
+
+def client_step(
+    apply: ApplyFn,
+    state: ClientState,
+    xb: Array,
+    yb: Array,
+    valid: Array,
+    hp: ClientHParams,
+    *,
+    grad_fn: GradFn | None = None,
+    key: PRNGKey | None = None,
+    skip_empty: bool = True,
+) -> tuple[ClientState, Array]:
+    """One local SGD step (torch momentum and weight decay) on the minibatch ``xb, yb``.
+
+    Args:
+      valid: [B] rows of the minibatch that are real.
+      grad_fn: how the minibatch becomes a gradient (default `batch_gradient`).
+      key: PRNG key of this step for a ``grad_fn`` that draws noise (None: no noise).
+      skip_empty: a batch with no valid row leaves the state unchanged (step count included).
+
+    Returns:
+      (new state, the step's loss; 0 for a skipped step).
+    """
+    grad_fn = batch_gradient if grad_fn is None else grad_fn
+    v = state.variables
+    params = v["params"]
+    loss, new_v, g = grad_fn(apply, params, v, xb, yb, valid, key)
+    updates, new_opt = _sgd(hp).update(g, state.opt_state, params)
+    new_v = dict(new_v)
+    new_v["params"] = optax.apply_updates(params, updates)
+    new = ClientState(variables=new_v, opt_state=new_opt, step=state.step + 1)
+    if not skip_empty:
+        return new, loss
+    active = jnp.any(valid)
+    new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, state)
+    return new, loss * active
+
+
+def client_final(state: ClientState) -> Variables:
+    """The variables a client sends back after its local training."""
+    return dict(state.variables)
+
+
 def client_update(
     apply: ApplyFn,
     variables: Variables,
@@ -212,8 +312,14 @@ def client_update(
     *,
     remat: bool = False,
     return_loss: bool = False,
+    schedule: tuple[Array, Array] | None = None,
+    grad_fn: GradFn | None = None,
+    noise_key: PRNGKey | None = None,
 ):
     """A FedAvg client's local training: ``epochs`` x ``ceil(n_max / batch_size)`` SGD steps.
+
+    `client_init`, then `client_step` on every minibatch of `batch_schedule` (one ``lax.scan``),
+    then `client_final`.
 
     Args:
       apply: ``Model.apply(variables, x, train, mask) -> (logits, variables')``.
@@ -227,6 +333,10 @@ def client_update(
         optimizer state) and one step's activations instead of every step's (`_remat_scan`:
         two-level checkpointing), at about two extra forward passes per step.
       return_loss: also return the mean training loss over the steps taken.
+      schedule: explicit (idx [T, B], valid [T, B]) rows of every step, replacing
+        `batch_schedule` (e.g. DLF's per-epoch copies of the dummies).
+      grad_fn: per-step gradient (`client_step`); default the minibatch mean gradient.
+      noise_key: key of the ``grad_fn``'s noise (split per step); None: no noise.
 
     Returns:
       the client's variables after training (and the mean loss if ``return_loss``).
@@ -234,37 +344,29 @@ def client_update(
     n_max = x.shape[0]
     # Without a mask every step has a real row (padding fills only the last batch's tail), so
     # no step needs its carry kept by a select over every parameter (an attacker's simulation).
-    always_active = mask is None
+    always_active = mask is None and schedule is None
     if mask is None:
         mask = jnp.ones((n_max,), bool)
-    idx, valid = batch_schedule(mask, key, hp.epochs, hp.batch_size)
-    opt = _sgd(hp)
-    params = variables["params"]
-    carry0 = (params, opt.init(params), variables)
+    if schedule is None:
+        schedule = batch_schedule(mask, key, hp.epochs, hp.batch_size)
+    idx, valid = schedule
+    t = idx.shape[0]
+    step_keys = None if noise_key is None else jax.random.split(noise_key, t)
 
-    def step(carry, batch):
-        params, opt_state, v = carry
-        bidx, bvalid = batch
+    def step(state, batch):
+        bidx, bvalid, k = batch
         xb = jnp.take(x, bidx, axis=0)
         yb = jnp.take(y, bidx, axis=0)
-        (loss, new_v), g = jax.value_and_grad(loss_and_state, argnums=1, has_aux=True)(
-            apply, params, v, xb, yb, bvalid, True
+        state, loss = client_step(
+            apply, state, xb, yb, bvalid, hp, grad_fn=grad_fn, key=k, skip_empty=not always_active
         )
-        updates, new_opt_state = opt.update(g, opt_state, params)
-        new_params = optax.apply_updates(params, updates)
-        if always_active:
-            return (new_params, new_opt_state, new_v), (loss, jnp.bool_(True))
-        active = jnp.any(bvalid)
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(active, a, b), new, old)
-        new_carry = (keep(new_params, params), keep(new_opt_state, opt_state), keep(new_v, v))
-        return new_carry, (loss * active, active)
+        return state, (loss, jnp.any(bvalid))
 
     scan = _remat_scan if remat else jax.lax.scan
     if getattr(_UNROLLED, "on", False):
         scan = partial(jax.lax.scan, unroll=True)
-    (params, _, v), (losses, actives) = scan(step, carry0, (idx, valid))
-    out = dict(v)
-    out["params"] = params
+    state, (losses, actives) = scan(step, client_init(variables, hp), (idx, valid, step_keys))
+    out = client_final(state)
     if return_loss:
         return out, jnp.sum(losses) / jnp.maximum(jnp.sum(actives), 1)
     return out

@@ -21,12 +21,11 @@ real-valued counts, and counts -> class-sorted labels.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from leakjax.fl.client import local_steps, momentum_weights
 from leakjax.labels.idlg import head_update
 from leakjax.types import ConfigError, NumericalError
 
@@ -39,24 +38,17 @@ def num_steps(obs) -> tuple[int, int]:
     """(steps per epoch, total SGD steps) of the observed update (1, 1 for a gradient)."""
     if obs.mode == "gradient":
         return 1, 1
-    k = math.ceil(int(obs.num_samples) / int(obs.hp.batch_size))
-    return k, k * int(obs.hp.epochs)
+    per_epoch = local_steps(obs.num_samples, 1, obs.hp.batch_size)
+    return per_epoch, local_steps(obs.num_samples, obs.hp.epochs, obs.hp.batch_size)
 
 
 def step_weights(obs) -> np.ndarray:
-    """w_t [T]: the weight of step t's gradient in update / lr (torch SGD momentum).
-
-    theta_0 - theta_T = lr * sum_t w_t d_t with d_t = g_t + wd * theta_t and
-    w_t = sum_{s >= t} mu^(s - t) = (1 - mu^(T - t)) / (1 - mu).
-    """
-    _, total = num_steps(obs)
+    """w_t [T] (float64): the weight of step t's gradient in update / lr
+    (`leakjax.fl.momentum_weights`; ones for a gradient)."""
     if obs.mode == "gradient":
         return np.ones((1,), np.float64)
-    mu = float(np.asarray(obs.hp.momentum))
-    remaining = total - np.arange(total, dtype=np.float64)
-    if mu == 0.0:
-        return np.ones((total,), np.float64)
-    return (1.0 - mu**remaining) / (1.0 - mu)
+    _, total = num_steps(obs)
+    return momentum_weights(total, float(np.asarray(obs.hp.momentum)), xp=np)
 
 
 def learning_rate(obs) -> float:

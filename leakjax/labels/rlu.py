@@ -24,8 +24,7 @@ Procedure implemented here:
 2. ``iterations`` rounds of: draw ``samples`` simulated clients of N auxiliary samples
    with the class composition of the current estimate; train each from the global
    weights with the client's public hyperparameters (epochs, batch size, lr, momentum,
-   weight decay; every SGD step is a one-step `leakjax.fl.client_update` on the batch
-   of a `leakjax.fl.batch_schedule`, with the momentum buffer carried between steps),
+   weight decay; `leakjax.fl.client_step` on each batch of a `leakjax.fl.batch_schedule`),
    recording S_t and M_t at every step on the simulated client's own samples (classes
    absent from it: on the auxiliary samples of that class); average over the draws and
    solve again.
@@ -47,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from leakjax.fl.client import batch_schedule, client_update
+from leakjax.fl.client import batch_schedule, client_init, client_step
 from leakjax.labels import counts as C
 
 
@@ -98,29 +97,20 @@ def _simulate(model, v0, hp, x_aux, y_aux, idx, eval_idx, cw, keys, kernel):
       S [R, T, C, C], M [R, T, C, F, C], head params [R, T, ...] at the weights each
       step's gradient is taken at.
     """
-    hp1 = hp.replace(momentum=0.0, epochs=1)
-    lr, mu = hp.lr, hp.momentum
 
     def one(ix, ex, key):
         x, y = x_aux[ix], y_aux[ix]
         x_eval = x_aux[ex]
         bidx, valid = batch_schedule(jnp.ones(ix.shape, bool), key, hp.epochs, hp.batch_size)
 
-        def step(carry, batch):
-            v, buf = carry
+        def step(state, batch):
             bi, va = batch
+            v = state.variables
             s, m = _stats(model, v, x_eval, cw, kernel)
-            head = v["params"]["head"]
-            # one plain SGD step gives d = g + wd * theta; torch momentum on top of it
-            v1 = client_update(model.apply, v, x[bi], y[bi], va, None, hp1)
-            d = jax.tree.map(lambda a, b: (a - b) / lr, v["params"], v1["params"])
-            buf = jax.tree.map(lambda b, g: mu * b + g, buf, d)
-            new = dict(v1)
-            new["params"] = jax.tree.map(lambda p, b: p - lr * b, v["params"], buf)
-            return (new, buf), (s, m, head)
+            state, _ = client_step(model.apply, state, x[bi], y[bi], va, hp)
+            return state, (s, m, v["params"]["head"])
 
-        buf0 = jax.tree.map(jnp.zeros_like, v0["params"])
-        _, out = jax.lax.scan(step, (v0, buf0), (bidx, valid))
+        _, out = jax.lax.scan(step, client_init(v0, hp), (bidx, valid))
         return out
 
     return jax.vmap(one)(idx, eval_idx, keys)
