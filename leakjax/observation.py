@@ -34,6 +34,8 @@ class Observation:
       round: FL round of the observation (-1 outside a simulation); a leaf, so
         observations of different rounds/clients stack into one trial batch.
       client_id: which client (-1 outside a simulation).
+      defense: the public `leakjax.defenses.Pipeline` the update went through (None: none,
+        or an attack that ignores it); adaptive attacks simulate its deterministic part.
     """
 
     variables: Any
@@ -44,17 +46,20 @@ class Observation:
     num_samples: int = struct.field(pytree_node=False, default=1)
     round: Any = -1
     client_id: Any = -1
+    defense: Any = struct.field(pytree_node=False, default=None)
 
 
 @struct.dataclass
 class GroundTruth:
     """The client's private data, used only for scoring (and for ``labels: oracle``).
 
-    images are normalized float32 [n, H, W, C]; labels int32 [n].
+    images are normalized float32 [n, H, W, C]; labels int32 [n]; owners [n] the client id
+    of each image (an aggregate of several clients under secure aggregation) or None.
     """
 
     images: Any
     labels: Any
+    owners: Any = None
 
     @property
     def num(self) -> int:

@@ -26,6 +26,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from leakjax import observation as obs_lib  # module import: observation imports fl.client
+from leakjax.defenses.base import UpdateContext
 from leakjax.fl.client import ClientHParams, client_update, param_delta
 from leakjax.progress import Progress
 from leakjax.types import ConfigError, NumericalError
@@ -94,11 +95,22 @@ def resolve_client_chunk(client_chunk: int, num_clients: int) -> int:
     return max(1, min(int(client_chunk), int(num_clients)))
 
 
-def make_train_round(model, settings: FLSettings, mean, std, mesh=None):
+def _apply_update(global_vars, after, delta):
+    out = dict(after)
+    out["params"] = jax.tree.map(jnp.subtract, global_vars["params"], delta)
+    return out
+
+
+def make_train_round(model, settings: FLSettings, mean, std, mesh=None, defense=None):
     """Build the jitted function that runs one FedAvg round on a chunked client batch.
 
-    Returns ``train_round(global_vars, x, y, n, keys, lr, att_idx)`` where x is uint8
-    [chunks, chunk, n_max, H, W, C], y [chunks, chunk, n_max], n [chunks, chunk]
+    ``defense``: a `leakjax.defenses.Pipeline` (None or empty: plain FedAvg). Its step-level
+    defenses act inside every local step (`client_step`'s ``grad_fn``), its update-level ones
+    on each client's ``before - after``, its server-level ones on the round's mean update
+    (with ``server_key``).
+
+    Returns ``train_round(global_vars, x, y, n, keys, lr, att_idx, server_key=None)`` where x
+    is uint8 [chunks, chunk, n_max, H, W, C], y [chunks, chunk, n_max], n [chunks, chunk]
     (n = 0 marks a padding client), keys [chunks, chunk] and att_idx [a] are flat
     indices of the clients to return. It returns (new_global, attacked_variables
     [a, ...], mean_train_loss).
@@ -108,14 +120,36 @@ def make_train_round(model, settings: FLSettings, mean, std, mesh=None):
     momentum, wd = float(settings.momentum), float(settings.weight_decay)
     epochs, bs = int(settings.epochs), int(settings.batch_size)
 
+    grad_fn = defense.grad_fn() if defense else None
+    on_update = bool(defense) and defense.acts_on_update
+    on_server = bool(defense) and defense.acts_on_server
+
     def one_client(global_vars, x8, y, n, key, lr):
         hp = ClientHParams(lr=lr, momentum=momentum, weight_decay=wd, epochs=epochs, batch_size=bs)
         mask = jnp.arange(x8.shape[0]) < n
-        return client_update(
-            model.apply, global_vars, _normalize(x8, mean, std), y, mask, key, hp, return_loss=True
+        x = _normalize(x8, mean, std)
+        noise_key = None if grad_fn is None else jax.random.fold_in(key, 1)
+        after, loss = client_update(
+            model.apply,
+            global_vars,
+            x,
+            y,
+            mask,
+            key,
+            hp,
+            return_loss=True,
+            grad_fn=grad_fn,
+            noise_key=noise_key,
         )
+        if on_update:
+            ctx = UpdateContext(model, global_vars, x, y, mask)
+            delta = defense.on_update(
+                param_delta(global_vars, after), jax.random.fold_in(key, 2), ctx
+            )
+            after = _apply_update(global_vars, after, delta)
+        return after, loss
 
-    def train_round(global_vars, x, y, n, keys, lr, att_idx):
+    def train_round(global_vars, x, y, n, keys, lr, att_idx, server_key=None):
         chunk = x.shape[1]
         total = jnp.maximum(jnp.sum(n), 1).astype(jnp.float32)
         zero = jax.tree.map(jnp.zeros_like, global_vars)
@@ -153,6 +187,10 @@ def make_train_round(model, settings: FLSettings, mean, std, mesh=None):
 
         idx = jnp.arange(x.shape[0])
         (acc, att, loss), _ = jax.lax.scan(body, (zero, att0, 0.0), (idx, x, y, n, keys))
+        if on_server:
+            max_w = jnp.max(n).astype(jnp.float32) / total
+            mean_delta = defense.on_server(param_delta(global_vars, acc), server_key, max_w)
+            acc = _apply_update(global_vars, acc, mean_delta)
         return acc, att, loss
 
     return jax.jit(train_round)
@@ -219,6 +257,7 @@ def simulate(
     mesh=None,
     progress: bool = True,
     seed: int = 0,
+    defense=None,
 ) -> SimResult:
     """Run FedAvg and collect the server's observations at the attacked rounds.
 
@@ -238,6 +277,10 @@ def simulate(
       mesh: optional 1-D Mesh with axis 'clients' to split clients across devices.
       progress: print one line per round.
       seed: host-side seed for client sampling.
+      defense: a `leakjax.defenses.Pipeline` every client and the server apply (None: plain
+        FedAvg). Under secure aggregation (K clients per aggregate) the observation of an
+        attacked client is the sample-weighted mean update of its group of K (itself and
+        K - 1 others of the round, at random) and its truth the union of their images.
 
     Returns:
       SimResult.
@@ -263,7 +306,12 @@ def simulate(
     chunk = math.ceil(chunk / ndev) * ndev
     num_chunks = math.ceil(m / chunk)
     slots = num_chunks * chunk  # selected clients padded with n = 0 clients
-    train_round = make_train_round(model, settings, mean, std, mesh=mesh)
+    train_round = make_train_round(model, settings, mean, std, mesh=mesh, defense=defense)
+    group = defense.secure_agg_clients if defense else 1
+    if group > m:
+        raise ConfigError(
+            f"defense.secure_agg_clients={group} exceeds the {m} clients selected per round"
+        )
     accuracy = make_accuracy(model, mean, std, settings.eval_batch)
 
     x_all, y_all, n_all = np.asarray(train.x), np.asarray(train.y), np.asarray(train.n)
@@ -301,7 +349,13 @@ def simulate(
                 att_ids = np.array([c for c in attack_clients if c in set(sel.tolist())], int)
         else:
             att_ids = np.zeros((0,), int)
-        att_pos = np.searchsorted(sel, att_ids).astype(np.int32)
+        groups = [[int(c)] for c in att_ids]
+        if group > 1:
+            for g in groups:
+                others = np.setdiff1d(sel, g)
+                g.extend(int(c) for c in np.sort(rng.choice(others, group - 1, replace=False)))
+        members = np.unique(np.array([c for g in groups for c in g], int))
+        att_pos = np.searchsorted(sel, members).astype(np.int32)
         round_key = jax.random.fold_in(run_key, r)
         keys = jax.vmap(lambda c: jax.random.fold_in(round_key, c))(jnp.asarray(sel_p))
         hp = settings.hparams(r)
@@ -309,8 +363,9 @@ def simulate(
         if mesh is not None:
             spec = NamedSharding(mesh, P(None, "clients"))
             xs, ys, ns, ks = (jax.device_put(a, spec) for a in (xs, ys, ns, ks))
+        server_key = jax.random.fold_in(round_key, num_clients)  # client keys use ids < N
         new_vars, att_vars, loss = train_round(
-            variables, xs, ys, ns, ks, jnp.float32(hp.lr), jnp.asarray(att_pos)
+            variables, xs, ys, ns, ks, jnp.float32(hp.lr), jnp.asarray(att_pos), server_key
         )
         loss = float(loss)
         if not np.isfinite(loss):
@@ -318,9 +373,20 @@ def simulate(
                 f"FedAvg diverged: the mean training loss is {loss} at round {r} (lower fl.lr?)"
             )
         before = obs_lib.to_host(variables)
-        for j, cid in enumerate(att_ids):
-            after = obs_lib.to_host(jax.tree.map(lambda a: a[j], att_vars))
-            nk = int(n_all[cid])
+        after_of = {
+            int(c): obs_lib.to_host(jax.tree.map(lambda a, j=j: a[j], att_vars))
+            for j, c in enumerate(members)
+        }
+        for g in groups:
+            w = np.array([n_all[c] for c in g], np.float64)
+            w = w / w.sum()
+            after = after_of[g[0]]
+            if len(g) > 1:
+                after = jax.tree.map(
+                    lambda *vs: np.tensordot(w, np.stack(vs), 1).astype(vs[0].dtype),
+                    *[after_of[c] for c in g],
+                )
+            nk = int(sum(n_all[c] for c in g))
             observations.append(
                 obs_lib.Observation(
                     variables=before,
@@ -330,13 +396,17 @@ def simulate(
                     mode="fedavg",
                     num_samples=nk,
                     round=r,
-                    client_id=int(cid),
+                    client_id=int(g[0]),
+                    defense=defense or None,
                 )
             )
             truths.append(
                 obs_lib.GroundTruth(
-                    images=np.asarray(_normalize(x_all[cid, :nk], mean, std)),
-                    labels=np.asarray(y_all[cid, :nk]),
+                    images=np.concatenate(
+                        [np.asarray(_normalize(x_all[c, : n_all[c]], mean, std)) for c in g]
+                    ),
+                    labels=np.concatenate([np.asarray(y_all[c, : n_all[c]]) for c in g]),
+                    owners=None if group == 1 else np.repeat(g, [int(n_all[c]) for c in g]),
                 )
             )
         variables = new_vars
