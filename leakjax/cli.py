@@ -28,9 +28,9 @@ _DEBUG = flags.DEFINE_bool("debug", False, "Run without jit (jax.disable_jit) an
 _LIST = flags.DEFINE_enum(
     "list",
     None,
-    ["attacks"],
+    ["attacks", "defenses"],
     "Print the attacks (or one attack's settings with "
-    "--config.attack.name) with their defaults, and exit.",
+    "--config.attack.name) or the defenses with their defaults, and exit.",
 )
 _CACHE = flags.DEFINE_string(
     "jax_cache_dir",
@@ -49,6 +49,9 @@ def _fail(msg: str, code: int = 2) -> None:
 # existing fields).
 _ATTACK_OVERRIDES: dict[str, str] = {}
 _ATTACK_PREFIX = "--config.attack."
+# likewise --config.defense.<key>=<value>: a setting of a chained defense
+_DEFENSE_OVERRIDES: dict[str, str] = {}
+_DEFENSE_PREFIX = "--config.defense."
 
 
 def _split_attack_overrides(argv: list[str]) -> list[str]:
@@ -60,6 +63,11 @@ def _split_attack_overrides(argv: list[str]) -> list[str]:
             key, value = arg[len(_ATTACK_PREFIX) :].split("=", 1)
             if key not in RUN_KEYS and "." not in key:
                 _ATTACK_OVERRIDES[key] = value
+                continue
+        if arg.startswith(_DEFENSE_PREFIX) and "=" in arg:
+            key, value = arg[len(_DEFENSE_PREFIX) :].split("=", 1)
+            if key != "name" and "." not in key:
+                _DEFENSE_OVERRIDES[key] = value
                 continue
         kept.append(arg)
     if argv is sys.argv or argv == sys.argv:  # ml_collections reads overrides off sys.argv
@@ -130,6 +138,34 @@ def _apply_attack_overrides(config) -> None:
             a[key] = settings_lib.parse_value(f"attack.{key}", text, hints[fields[key].name])
 
 
+def _apply_defense_overrides(config) -> None:
+    """Bind ``--config.defense.<key>=value`` by the type the chained defense declares."""
+    import typing
+
+    from leakjax import defenses
+    from leakjax import settings as settings_lib
+    from leakjax.types import ConfigError
+
+    if not _DEFENSE_OVERRIDES:
+        return
+    if "defense" not in config:
+        with config.unlocked():
+            config.defense = {"name": "none"}
+    chain = [defenses.get(n) for n in defenses.parse_names(config.defense.get("name", "none"))]
+    with config.unlocked():
+        for key, text in _DEFENSE_OVERRIDES.items():
+            owner = next((c for c in chain if key in settings_lib.keys(c)), None)
+            if owner is None:
+                named = ", ".join(c.name for c in chain) or "none"
+                raise ConfigError(
+                    f"defense.{key} is not a setting of the chained defenses ({named}); "
+                    "`leakjax --list=defenses` lists each defense's settings"
+                )
+            field = settings_lib.keys(owner)[key]
+            hint = typing.get_type_hints(owner)[field.name]
+            config.defense[key] = settings_lib.parse_value(f"defense.{key}", text, hint)
+
+
 def _list_attacks(config) -> None:
     from leakjax import attacks
 
@@ -152,6 +188,11 @@ def main(argv) -> None:
     if _LIST.value == "attacks":
         _list_attacks(_CONFIG.value)
         return
+    if _LIST.value == "defenses":
+        from leakjax.defenses import describe_all
+
+        print("\n".join(["none          no defense (plain FedAvg)"] + describe_all()))
+        return
     if _CONFIG.value is None:
         _fail("--config is required (e.g. --config=configs/quickstart.py)")
     try:  # ml_collections defers config-file load errors to the first access
@@ -162,6 +203,7 @@ def main(argv) -> None:
 
     try:
         _apply_attack_overrides(_CONFIG.value)
+        _apply_defense_overrides(_CONFIG.value)
     except ConfigError as e:
         _fail(str(e).splitlines()[0])
     if not _WORKDIR.value:

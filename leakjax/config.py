@@ -74,8 +74,15 @@ def base_config() -> ml_collections.ConfigDict:
     # restarts/trials one step computes at once: -1 auto (1 for fedavg mode on CPU, else all),
     # 0 all vmapped, k >= 1 a lax.map of k vmapped at a time (attacks.base.resolve_vmap_chunk)
     c.attack.vmap_chunk = -1
+    # under a defense, simulate its public part (clipping; ignore zeroed coordinates)
+    c.attack.adaptive = True
     # Every other attack.<key> is a setting of the chosen attack, with that attack's own
     # default when absent (`leakjax --list=attacks` lists them; leakjax/attacks/<name>.py).
+
+    # defense.name: 'none', one defense or a comma-separated chain (`leakjax --list=defenses`);
+    # every other defense.<key> is a setting of a chained defense (leakjax/defenses/<name>.py).
+    c.defense = ml_collections.ConfigDict()
+    c.defense.name = "none"
 
     c.output = ml_collections.ConfigDict()
     c.output.grid_images = 16
@@ -115,7 +122,7 @@ def _check_devices(key: str, value) -> None:
 def validate(config) -> None:
     """Static checks (names, types, finite ranges, the attack's settings bound with its
     defaults). Data-dependent checks happen in `experiment.prepare`."""
-    from leakjax import attacks, data, models
+    from leakjax import attacks, data, defenses, models
 
     for group in ("data", "model", "fl", "attack"):
         if group not in config:
@@ -158,6 +165,7 @@ def validate(config) -> None:
         progress = config.output.get("progress", True)
         if not isinstance(progress, bool):
             raise ConfigError(f"output.progress must be True or False, got {progress!r}")
+    pipeline = defenses.bind(config.get("defense"))
     _choice("attack.name", a.name, (*attacks.names(), NO_ATTACK))
     if a.name == NO_ATTACK:  # FedAvg only (the paper's Fig. 48): no attack setting applies
         if f.rounds < 1:
@@ -195,6 +203,15 @@ def validate(config) -> None:
         raise ConfigError(
             f"attack.vmap_chunk must be -1 (auto), 0 (all) or a positive int, got {vmap_chunk!r}"
         )
+    adaptive = a.get("adaptive", True)
+    if not isinstance(adaptive, bool):
+        raise ConfigError(f"attack.adaptive must be True or False, got {adaptive!r}")
+    if a.mode == "gradient":
+        for d in pipeline.of("server", "observation"):
+            raise ConfigError(
+                f"defense.name={config.defense.name!r}: {d.name} acts on FedAvg rounds; "
+                "use attack.mode='fedavg'"
+            )
     spec.bind(a)  # the attack's own settings: unknown keys, types, ranges, cross-checks
 
 

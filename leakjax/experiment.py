@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from leakjax import attacks, data, metrics, models, plan, report
+from leakjax import attacks, data, defenses, metrics, models, plan, report
 from leakjax import labels as labels_lib
 from leakjax.config import NO_ATTACK, resolve_rounds, resolved_attack, validate
 from leakjax.fl import ClientHParams, FLSettings, client_mesh, simulate
@@ -109,6 +109,7 @@ class Prepared:
     settings: FLSettings
     spec: object
     mesh: object
+    defense: object = None  # leakjax.defenses.Pipeline (empty: no defense)
 
 
 def prepare(config) -> Prepared:
@@ -179,7 +180,10 @@ def prepare(config) -> Prepared:
         raise ConfigError(f"attack.clients={a.clients} exceeds the {m} clients selected per round")
     mesh = None if int(f.num_devices) == 1 else client_mesh(int(f.num_devices))
     spec = None if no_attack else attacks.get(a.name)
-    prepared = Prepared(config, ds, mean, std, train, local_test, model, settings, spec, mesh)
+    pipeline = defenses.bind(config.get("defense"))
+    prepared = Prepared(
+        config, ds, mean, std, train, local_test, model, settings, spec, mesh, pipeline
+    )
     if not no_attack:
         plan.dry_build(prepared)
     return prepared
@@ -196,7 +200,8 @@ def _gradient_observations(p: Prepared, variables, rng):
     for cid in ids:
         x = data.normalize(p.train.x[cid, : a.batch_size], p.mean, p.std)
         y = p.train.y[cid, : a.batch_size].astype(np.int32)
-        o = gradient_observation(p.model, variables, x, y)
+        k = jax.random.key(int(rng.integers(2**31))) if p.defense else None
+        o = gradient_observation(p.model, variables, x, y, defense=p.defense, key=k)
         obs.append(o.replace(client_id=int(cid), round=int(p.settings.rounds)))
         truths.append(GroundTruth(images=np.asarray(x), labels=y))
     return obs, truths
@@ -237,6 +242,7 @@ def _save_fl_cache(path, variables, history, observations, truths) -> None:
             "mode": np.frombuffer(o.mode.encode(), np.uint8),
             "images": np.asarray(t.images),
             "labels": np.asarray(t.labels),
+            "owners": np.asarray([] if t.owners is None else t.owners, np.int64),
         }
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -270,7 +276,14 @@ def _load_fl_cache(path):
                 client_id=int(r["client_id"]),
             )
         )
-        truths.append(GroundTruth(images=np.asarray(r["images"]), labels=np.asarray(r["labels"])))
+        owners = np.asarray(r.get("owners", np.zeros((0,), np.int64)))
+        truths.append(
+            GroundTruth(
+                images=np.asarray(r["images"]),
+                labels=np.asarray(r["labels"]),
+                owners=owners if owners.size else None,
+            )
+        )
     return raw["variables"], history, observations, truths
 
 
@@ -349,6 +362,86 @@ def attack_observations(
     return out
 
 
+def _run_facts(p: Prepared, client_id: int, num_samples: int, history) -> defenses.RunFacts:
+    f, a = p.config.fl, p.config.attack
+    if a.mode == "gradient":  # the one shared gradient of attack.batch_size rows
+        b = int(a.batch_size)
+        return defenses.RunFacts(int(f.num_clients), 1, 1, 1, b, b, 1)
+    taken = sum(client_id in sel for sel in history.get("selected", []))
+    m = p.settings.num_selected(int(f.num_clients))
+    return defenses.RunFacts(
+        int(f.num_clients),
+        m,
+        int(f.rounds),
+        int(f.local_epochs),
+        int(f.batch_size),
+        int(num_samples),
+        int(taken),
+    )
+
+
+def _defense_metrics(p: Prepared, obs, truth, ev, history) -> dict:
+    """Per attacked client: its (epsilon, delta) under the defense and, under secure
+    aggregation, how many images of each group member were recovered."""
+    if not p.defense:
+        return {}
+    out = {"defense": ",".join(p.defense.names)}
+    cid = int(obs.client_id)
+    n_k = int(p.train.n[cid]) if obs.mode == "fedavg" else int(obs.num_samples)
+    privacy = p.defense.accounting(_run_facts(p, cid, n_k, history))
+    if privacy:
+        out["privacy"] = privacy
+    if truth.owners is not None:
+        owners = np.asarray(truth.owners)
+        pairs = np.asarray(ev["matching"], int).reshape(-1, 2)
+        ok = np.asarray(ev["psnr"], float) >= float(p.config.attack.success_psnr)
+        hit = owners[pairs[ok, 1]] if ok.any() else np.zeros((0,), int)
+        out["group"] = [int(c) for c in dict.fromkeys(owners.tolist())]
+        out["recovered_per_client"] = {str(c): int(np.sum(hit == c)) for c in out["group"]}
+        out["clients_recovered"] = int(sum(v > 0 for v in out["recovered_per_client"].values()))
+    return out
+
+
+def _privacy_summary(p: Prepared, per_client, history) -> dict:
+    """The defense and, per accounted defense, the largest epsilon over the attacked clients
+    (with its event's parameters); the first accounted defense's numbers also at top level."""
+    if not p.defense:
+        return {"defense": "none"}
+    out = {"defense": ",".join(p.defense.names), "defense_settings": p.defense.settings()}
+    worst = {}
+    for c in per_client:
+        for e in c.get("privacy", []):
+            eps = np.inf if e["epsilon"] is None else e["epsilon"]
+            prev = worst.get(e["defense"])
+            if prev is None or eps > (np.inf if prev["epsilon"] is None else prev["epsilon"]):
+                worst[e["defense"]] = e
+    if not per_client:  # FedAvg only: account the user-level defenses
+        worst = {
+            e["defense"]: e
+            for e in p.defense.accounting(_run_facts(p, 0, 1, history))
+            if e["level"] == "user"
+        }
+    if worst:
+        out["privacy"] = list(worst.values())
+        first = out["privacy"][0]
+        out.update(
+            {
+                k: first[k]
+                for k in (
+                    "epsilon",
+                    "delta",
+                    "accountant",
+                    "q",
+                    "steps",
+                    "noise_multiplier",
+                    "level",
+                    "sampling",
+                )
+            }
+        )
+    return out
+
+
 def run(config, workdir, *, progress: bool | None = None, resume: bool = False) -> dict:
     """Run one experiment and write its results into ``workdir``.
 
@@ -412,6 +505,7 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
             mesh=p.mesh,
             progress=progress,
             seed=int(config.seed),
+            defense=p.defense or None,
         )
         variables, history = sim.variables, sim.history
         observations, truths = sim.observations, sim.truths
@@ -424,6 +518,8 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
         _save_fl_cache(fl_cache, variables, history, observations, truths)
     if a.mode == "gradient" and not no_attack:
         observations, truths = _gradient_observations(p, variables, rng)
+    adaptive = p.defense if (p.defense and a.get("adaptive", True)) else None
+    observations = [o.replace(defense=adaptive) for o in observations]
 
     t0 = time.perf_counter()
     timing = ckdir / "timing.json"  # an interrupted run's seconds, summed in the resume's summary
@@ -471,6 +567,7 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
             final_loss=float(np.nan_to_num(res.final_loss[j][res.best[j]], nan=-1.0, posinf=-1.0)),
             best_restart=int(res.best[j]),
         )
+        ev.update(_defense_metrics(p, obs, truth, ev, history))
         per_client.append(ev)
         arrays[f"recon_{i}"] = rec_x.astype(np.float32)
         arrays[f"truth_{i}"] = true_x.astype(np.float32)
@@ -512,6 +609,7 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
         device=device_info()["device_kind"],
         **provenance(config),
     )
+    summary.update(_privacy_summary(p, per_client, history))
     all_failed = bool(per_client) and all(c["failed"] for c in per_client)
     summary["all_failed"] = all_failed
     report.write_json(workdir / "metrics.json", {"summary": summary, "clients": per_client})

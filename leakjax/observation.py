@@ -76,7 +76,9 @@ def stack(observations):
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *observations)
 
 
-def gradient_observation(model, variables, images, labels, *, train: bool = False) -> Observation:
+def gradient_observation(
+    model, variables, images, labels, *, train: bool = False, defense=None, key=None
+) -> Observation:
     """The server's view when a client shares one gradient of its batch (FedSGD / Figs 5-17).
 
     Args:
@@ -84,19 +86,40 @@ def gradient_observation(model, variables, images, labels, *, train: bool = Fals
       variables: the model's variables.
       images: normalized float [B, H, W, C]; labels: int [B].
       train: BatchNorm in training mode (batch statistics) instead of running averages.
+      defense: a `leakjax.defenses.Pipeline` applied to the gradient: its step-level defenses
+        compute it (DP-SGD: per-example clipping and noise; BatchNorm in training mode), its
+        update-level ones transform it. ``key``: their noise.
     """
     from leakjax.fl.client import gradient
 
     images = jax.numpy.asarray(images)
     labels = jax.numpy.asarray(labels)
-    g = jax.jit(lambda v, x, y: gradient(model.apply, v, x, y, None, train=train))(
-        variables, images, labels
-    )
+    if defense:
+        g = jax.jit(lambda v, x, y, k: defended_gradient(model, v, x, y, defense, k))(
+            variables, images, labels, key
+        )
+    else:
+        g = jax.jit(lambda v, x, y: gradient(model.apply, v, x, y, None, train=train))(
+            variables, images, labels
+        )
     n = int(images.shape[0])
     hp = ClientHParams(lr=1.0, momentum=0.0, weight_decay=0.0, epochs=1, batch_size=n)
     return Observation(
         variables=to_host(variables), update=to_host(g), hp=hp, mode="gradient", num_samples=n
     )
+
+
+def defended_gradient(model, variables, x, y, defense, key):
+    """The gradient a defended client shares for batch ``x, y``."""
+    from leakjax.defenses.base import UpdateContext
+    from leakjax.fl.client import batch_gradient
+
+    grad_fn = defense.grad_fn() or batch_gradient
+    valid = jax.numpy.ones((x.shape[0],), bool)
+    k_step, k_update = (None, None) if key is None else tuple(jax.random.split(key))
+    _, _, g = grad_fn(model.apply, variables["params"], variables, x, y, valid, k_step)
+    ctx = UpdateContext(model, variables, x, y, valid)
+    return defense.on_update(g, k_update, ctx)
 
 
 def fedavg_observation(

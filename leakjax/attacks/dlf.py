@@ -315,8 +315,10 @@ def simulate(model, obs, x: Array, y: Array, simulation: str = "exact", remat: b
         hp,
         remat=remat,
         schedule=copies_schedule(e, n, hp.batch_size),
+        grad_fn=obs.defense.grad_fn() if obs.defense else None,
     )
-    return param_delta(obs.variables, after)
+    delta = param_delta(obs.variables, after)
+    return obs.defense.simulate_update(delta, obs.update) if obs.defense else delta
 
 
 # ----------------------------------------------------------------------------- attack

@@ -16,6 +16,7 @@ from leakjax.types import ConfigError
 # Keys of ``config.attack`` read by the run loop and the experiment, not by an attack.
 RUN_KEYS = (
     "name",
+    "adaptive",
     "mode",
     "rounds",
     "clients",

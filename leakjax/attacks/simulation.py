@@ -10,8 +10,16 @@ REFERENCE.md §5 item 5) for comparisons.
 
 from __future__ import annotations
 
+import jax.numpy as jnp
+
 from leakjax.attacks import lowrank
-from leakjax.fl.client import ClientHParams, client_update, gradient, param_delta
+from leakjax.fl.client import (
+    ClientHParams,
+    batch_gradient,
+    client_update,
+    gradient,
+    param_delta,
+)
 
 SIMULATIONS = ("exact", "reference")
 
@@ -55,10 +63,20 @@ def simulated_update(
         (`leakjax.attacks.lowrank`); the result then only feeds `leakjax.attacks.losses`.
         Ignored in 'fedavg' mode.
     """
+    defense = obs.defense  # set only for an adaptive attack on a defended client
+    if obs.mode == "gradient" and defense:
+        grad_fn = defense.grad_fn() or batch_gradient
+        valid = jnp.ones((x.shape[0],), bool)
+        _, _, g = grad_fn(model.apply, obs.variables["params"], obs.variables, x, y, valid, None)
+        return defense.simulate_update(g, obs.update)
     if obs.mode == "gradient":
         if factored:
             return lowrank.factored_gradient(model.apply, obs.variables, x, y, None, train=False)
         return gradient(model.apply, obs.variables, x, y, None, train=False)
     hp = simulation_hparams(obs.hp, simulation, x.shape[0])
-    after = client_update(model.apply, obs.variables, x, y, None, key, hp, remat=remat)
-    return param_delta(obs.variables, after)
+    grad_fn = defense.grad_fn() if defense else None
+    after = client_update(
+        model.apply, obs.variables, x, y, None, key, hp, remat=remat, grad_fn=grad_fn
+    )
+    delta = param_delta(obs.variables, after)
+    return defense.simulate_update(delta, obs.update) if defense else delta

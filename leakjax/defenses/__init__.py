@@ -8,6 +8,7 @@ import functools
 from collections.abc import Mapping
 
 import jax
+import jax.numpy as jnp
 
 from leakjax import settings as settings_lib
 from leakjax.defenses.base import STAGES, Defense, RunFacts, UpdateContext
@@ -99,6 +100,18 @@ class Pipeline:
         keys = [None] * len(hooks) if key is None else list(jax.random.split(key, len(hooks)))
         for d, k in zip(hooks, keys, strict=True):
             delta = d.on_update(delta, k, ctx)
+        return delta
+
+    def simulate_update(self, delta, observed):
+        """An adaptive attacker's simulated update: the update hooks that zero nothing, with
+        no randomness (clipping; quantization's expectation; sign), then the coordinates
+        the client zeroed (``observed == 0``, under pruning or Soteria) zeroed too, so a
+        matching loss ignores them."""
+        for d in self.of("update", "server"):
+            if not d.zeroes:
+                delta = d.on_update(delta, None, None)
+        if self.zeroes:
+            delta = jax.tree.map(lambda s, o: jnp.where(o != 0, s, 0), delta, observed)
         return delta
 
     @property

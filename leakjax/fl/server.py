@@ -95,9 +95,17 @@ def resolve_client_chunk(client_chunk: int, num_clients: int) -> int:
     return max(1, min(int(client_chunk), int(num_clients)))
 
 
-def _apply_update(global_vars, after, delta):
+def _apply_update(global_vars, after, old_delta, new_delta):
+    """``after`` with the parameters ``global - new_delta``; entries a defense left unchanged
+    keep ``after``'s bits (``global - (global - after)`` can round differently)."""
     out = dict(after)
-    out["params"] = jax.tree.map(jnp.subtract, global_vars["params"], delta)
+    out["params"] = jax.tree.map(
+        lambda g, a, d0, d1: jnp.where(d1 == d0, a, g - d1),
+        global_vars["params"],
+        after["params"],
+        old_delta,
+        new_delta,
+    )
     return out
 
 
@@ -143,10 +151,9 @@ def make_train_round(model, settings: FLSettings, mean, std, mesh=None, defense=
         )
         if on_update:
             ctx = UpdateContext(model, global_vars, x, y, mask)
-            delta = defense.on_update(
-                param_delta(global_vars, after), jax.random.fold_in(key, 2), ctx
-            )
-            after = _apply_update(global_vars, after, delta)
+            delta = param_delta(global_vars, after)
+            new_delta = defense.on_update(delta, jax.random.fold_in(key, 2), ctx)
+            after = _apply_update(global_vars, after, delta, new_delta)
         return after, loss
 
     def train_round(global_vars, x, y, n, keys, lr, att_idx, server_key=None):
@@ -189,8 +196,9 @@ def make_train_round(model, settings: FLSettings, mean, std, mesh=None, defense=
         (acc, att, loss), _ = jax.lax.scan(body, (zero, att0, 0.0), (idx, x, y, n, keys))
         if on_server:
             max_w = jnp.max(n).astype(jnp.float32) / total
-            mean_delta = defense.on_server(param_delta(global_vars, acc), server_key, max_w)
-            acc = _apply_update(global_vars, acc, mean_delta)
+            mean_delta = param_delta(global_vars, acc)
+            noisy = defense.on_server(mean_delta, server_key, max_w)
+            acc = _apply_update(global_vars, acc, mean_delta, noisy)
         return acc, att, loss
 
     return jax.jit(train_round)

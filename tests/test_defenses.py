@@ -1,0 +1,377 @@
+"""Properties of the defenses (leakjax.defenses) and their place in FedAvg and the attacks."""
+
+import math
+import subprocess
+import sys
+
+import dp_accounting
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from leakjax import data, defenses, models
+from leakjax.config import base_config, validate
+from leakjax.fl import FLSettings, simulate
+from leakjax.fl.client import batch_gradient, loss_and_state
+from leakjax.types import ConfigError
+
+SHAPE = (8, 8, 1)
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    return models.get("mlp", 10, SHAPE)
+
+
+def _batch(n, key=0):
+    k1, k2 = jax.random.split(jax.random.key(key))
+    return jax.random.normal(k1, (n,) + SHAPE), jax.random.randint(k2, (n,), 0, 10)
+
+
+def _pipe(name, **kw):
+    return defenses.bind({"name": name, **kw})
+
+
+def _leaves(t):
+    return [np.asarray(a) for a in jax.tree.leaves(t)]
+
+
+def test_registry_has_the_issues_defenses():
+    want = {
+        "dp_sgd",
+        "local_noise",
+        "clip_update",
+        "prune",
+        "random_prune",
+        "quantize",
+        "sign",
+        "soteria",
+        "dp_fedavg",
+        "secure_agg",
+    }
+    assert want <= set(defenses.names())
+
+
+# ----------------------------------------------------------------------------- step level
+
+
+def test_dp_sgd_without_noise_is_the_mean_of_clipped_per_example_gradients(mlp):
+    v = mlp.init(jax.random.key(0))
+    x, y = _batch(6)
+    valid = jnp.array([1, 1, 1, 1, 1, 0], bool)  # the padding row must not count
+    clip = 0.05
+    fn = _pipe("dp_sgd", clip=clip, noise_multiplier=0.0).grad_fn()
+    _, _, g = fn(mlp.apply, v["params"], v, x, y, valid, jax.random.key(1))
+    expect = None
+    for i in range(5):  # independent: one example at a time, clipped by hand
+        gi = jax.grad(
+            lambda p: loss_and_state(mlp.apply, p, v, x[i : i + 1], y[i : i + 1], None, True)[0]
+        )(v["params"])
+        norm = math.sqrt(sum(float(jnp.sum(a**2)) for a in jax.tree.leaves(gi)))
+        assert norm > clip  # the case where clipping acts
+        gi = jax.tree.map(lambda a: a * clip / norm, gi)
+        expect = gi if expect is None else jax.tree.map(jnp.add, expect, gi)
+    for a, b in zip(_leaves(g), _leaves(jax.tree.map(lambda a: a / 5, expect))):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+    total = math.sqrt(sum(float(np.sum(a**2)) for a in _leaves(g)))
+    assert total <= clip + 1e-6  # a mean of vectors of norm <= clip
+
+
+def test_dp_sgd_noise_std_is_z_clip_over_batch(mlp):
+    v = mlp.init(jax.random.key(0))
+    x, y = _batch(8)
+    valid = jnp.ones(8, bool)
+    z, clip = 2.0, 0.5
+    noisy = _pipe("dp_sgd", clip=clip, noise_multiplier=z).grad_fn()
+    clean = _pipe("dp_sgd", clip=clip, noise_multiplier=0.0).grad_fn()
+    _, _, g0 = clean(mlp.apply, v["params"], v, x, y, valid, None)
+    _, _, g1 = noisy(mlp.apply, v["params"], v, x, y, valid, jax.random.key(2))
+    diff = np.concatenate([(a - b).ravel() for a, b in zip(_leaves(g1), _leaves(g0))])
+    want = z * clip / 8
+    # std of n Gaussian draws: relative standard error 1 / sqrt(2 n)
+    assert abs(diff.std() / want - 1) < 5 / math.sqrt(2 * diff.size)
+    assert abs(diff.mean()) < 5 * want / math.sqrt(diff.size)
+
+
+def test_local_noise_clips_the_batch_gradient_and_adds_laplace_noise(mlp):
+    v = mlp.init(jax.random.key(0))
+    x, y = _batch(8)
+    valid = jnp.ones(8, bool)
+    fn = _pipe("local_noise", noise_scale=0.0, grad_clip=0.01).grad_fn()
+    _, _, g = fn(mlp.apply, v["params"], v, x, y, valid, jax.random.key(0))
+    assert math.isclose(math.sqrt(sum(float(np.sum(a**2)) for a in _leaves(g))), 0.01, rel_tol=1e-4)
+    fn = _pipe("local_noise", noise_scale=0.1, noise_kind="laplace").grad_fn()
+    _, _, g = fn(mlp.apply, v["params"], v, x, y, valid, jax.random.key(0))
+    _, _, g0 = batch_gradient(mlp.apply, v["params"], v, x, y, valid)
+    d = np.concatenate([(a - b).ravel() for a, b in zip(_leaves(g), _leaves(g0))])
+    assert abs(d.std() / (0.1 * math.sqrt(2)) - 1) < 0.05  # Laplace(b): std b sqrt(2)
+
+
+# ----------------------------------------------------------------------------- update level
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.2, 0.5, 0.9, 0.99])
+def test_prune_keeps_exactly_the_stated_fraction(ratio):
+    rng = np.random.default_rng(0)
+    delta = {
+        "a": jnp.asarray(rng.normal(size=(37, 11)), jnp.float32),
+        "b": jnp.asarray(rng.normal(size=(13,)), jnp.float32),
+    }
+    out = _pipe("prune", prune_ratio=ratio).on_update(delta, None, None)
+    for k in delta:
+        zeros = int(np.sum(np.asarray(out[k]) == 0))
+        assert zeros == math.floor(ratio * delta[k].size)
+        kept = np.asarray(out[k]) != 0
+        if 0 < zeros < delta[k].size:  # the smallest magnitudes are the ones dropped
+            assert (
+                np.abs(np.asarray(delta[k]))[~kept].max()
+                <= np.abs(np.asarray(delta[k]))[kept].min()
+            )
+
+
+def test_random_prune_drops_about_p():
+    delta = {"a": jnp.ones((200, 100))}
+    out = _pipe("random_prune", random_prune_p=0.3).on_update(delta, jax.random.key(0), None)
+    frac = float(np.mean(np.asarray(out["a"]) == 0))
+    assert abs(frac - 0.3) < 5 * math.sqrt(0.3 * 0.7 / 20000)
+
+
+def test_quantize_is_unbiased_and_on_the_grid():
+    v = jnp.asarray(np.random.default_rng(1).normal(size=(50,)), jnp.float32)
+    pipe = _pipe("quantize", levels=4)
+    draws = jax.vmap(lambda k: pipe.on_update({"w": v}, k, None)["w"])(
+        jax.random.split(jax.random.key(0), 4000)
+    )
+    norm = float(jnp.linalg.norm(v))
+    grid = np.asarray(draws) / norm * 3  # s = levels - 1 = 3 intervals
+    np.testing.assert_allclose(grid, np.round(grid), atol=1e-4)
+    se = np.asarray(draws).std(0) / math.sqrt(4000)
+    assert np.all(np.abs(np.asarray(draws).mean(0) - np.asarray(v)) < 5 * se + 1e-6)
+
+
+def test_sign_sends_scaled_signs_with_a_straight_through_gradient():
+    v = jnp.array([0.5, -2.0, 1.5])
+    out = _pipe("sign").on_update({"w": v}, None, None)["w"]
+    np.testing.assert_allclose(np.asarray(out), [4 / 3, -4 / 3, 4 / 3], rtol=1e-6)
+    g = jax.grad(
+        lambda a: jnp.sum(_pipe("sign").on_update({"w": a}, None, None)["w"] * jnp.arange(3.0))
+    )(v)
+    np.testing.assert_allclose(np.asarray(g), [0, 1, 2])
+
+
+def test_soteria_zeroes_exactly_the_stated_fraction_of_head_rows():
+    model = models.get("cnn", 10, (16, 16, 1))
+    v = model.init(jax.random.key(0))
+    x, y = _batch(4)
+    x = jax.image.resize(x, (4, 16, 16, 1), "nearest")
+    mask = jnp.ones(4, bool)
+    delta = jax.tree.map(jnp.ones_like, v["params"])
+    ctx = defenses.UpdateContext(model, v, x, y, mask)
+    out = _pipe("soteria", soteria_ratio=0.5).on_update(delta, None, ctx)
+    rows = np.asarray(out["head"]["kernel"]).any(axis=1)
+    f = rows.size
+    assert int((~rows).sum()) == math.floor(0.5 * f)
+    others = [k for k in delta if k != "head"]
+    for k in others:  # nothing else is touched
+        for a in jax.tree.leaves(out[k]):
+            assert np.all(np.asarray(a) == 1)
+
+
+def test_clip_update_bounds_the_norm():
+    delta = {"w": jnp.full((10,), 3.0)}
+    out = _pipe("clip_update", clip=1.0).on_update(delta, None, None)
+    assert math.isclose(float(jnp.linalg.norm(out["w"])), 1.0, rel_tol=1e-6)
+    small = {"w": jnp.full((10,), 0.01)}
+    np.testing.assert_array_equal(
+        np.asarray(_pipe("clip_update", clip=1.0).on_update(small, None, None)["w"]),
+        np.asarray(small["w"]),
+    )
+
+
+def test_adaptive_simulation_ignores_the_coordinates_the_client_zeroed():
+    pipe = _pipe("prune", prune_ratio=0.5)
+    observed = {"w": jnp.array([0.0, 2.0, 0.0, -1.0])}
+    sim = pipe.simulate_update({"w": jnp.array([5.0, 1.0, 7.0, 1.0])}, observed)
+    np.testing.assert_array_equal(np.asarray(sim["w"]), [0, 1, 0, 1])
+
+
+# ----------------------------------------------------------------------------- in FedAvg
+
+
+def _clients(n_clients=4, n=24):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(n_clients, n) + SHAPE, dtype=np.uint8)
+    y = rng.integers(0, 10, size=(n_clients, n)).astype(np.int32)
+    train = data.ClientArrays(x=x, y=y, n=np.full(n_clients, n, np.int32))
+    empty = data.ClientArrays(x=x[:, :0], y=y[:, :0], n=np.zeros(n_clients, np.int32))
+    return train, empty
+
+
+def _sim(mlp, defense, rounds=1, **kw):
+    train, empty = _clients()
+    s = FLSettings(rounds=rounds, epochs=1, batch_size=8, lr=0.1, momentum=0.5, lr_decay=1.0)
+    return simulate(
+        mlp,
+        train,
+        empty,
+        None,
+        None,
+        np.zeros(1),
+        np.ones(1),
+        s,
+        jax.random.key(0),
+        progress=False,
+        defense=defense,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    "zero",
+    [
+        dict(name="local_noise", noise_scale=0.0),
+        dict(name="prune", prune_ratio=0.0),
+        dict(name="clip_update", clip=1e30),
+    ],
+)
+def test_a_zero_strength_defense_equals_no_defense_bit_for_bit(mlp, zero):
+    a = _sim(mlp, None, rounds=2, attack_rounds=(1,), attack_clients=2)
+    b = _sim(mlp, defenses.bind(zero), rounds=2, attack_rounds=(1,), attack_clients=2)
+    for u, w in zip(_leaves(a.variables), _leaves(b.variables)):
+        np.testing.assert_array_equal(u, w)
+    for oa, ob in zip(a.observations, b.observations):
+        for u, w in zip(_leaves(oa.update), _leaves(ob.update)):
+            np.testing.assert_array_equal(u, w)
+
+
+def test_secure_aggregation_observation_is_the_weighted_mean_of_the_group(mlp):
+    agg = _sim(mlp, _pipe("secure_agg", secure_agg_clients=3), attack_rounds=(0,), attack_clients=1)
+    (o,), (t,) = agg.observations, agg.truths
+    group = list(dict.fromkeys(np.asarray(t.owners).tolist()))
+    assert len(group) == 3 and group[0] == o.client_id and o.num_samples == 3 * 24
+    single = _sim(mlp, None, attack_rounds=(0,), attack_clients=group)
+    mean = jax.tree.map(lambda *u: sum(u) / 3, *[s.update for s in single.observations])
+    for u, w in zip(_leaves(o.update), _leaves(mean)):
+        np.testing.assert_allclose(u, w, rtol=1e-5, atol=1e-7)
+    assert t.images.shape[0] == 72
+
+
+def test_dp_fedavg_clips_updates_and_noises_the_mean(mlp):
+    clean = _sim(
+        mlp,
+        _pipe("dp_fedavg", clip=1e-3, noise_multiplier=0.0),
+        attack_rounds=(0,),
+        attack_clients=4,
+    )
+    for o in clean.observations:  # each client's update clipped to S
+        norm = math.sqrt(sum(float(np.sum(a**2)) for a in _leaves(o.update)))
+        assert norm <= 1e-3 * (1 + 1e-5)
+    noisy = _sim(mlp, _pipe("dp_fedavg", clip=1e-3, noise_multiplier=4.0))
+    d = np.concatenate(
+        [
+            (a - b).ravel()
+            for a, b in zip(_leaves(noisy.variables["params"]), _leaves(clean.variables["params"]))
+        ]
+    )
+    want = 4.0 * 1e-3 / 4  # z S max_k w_k with 4 equal clients
+    assert abs(d.std() / want - 1) < 5 / math.sqrt(2 * d.size)
+
+
+# ----------------------------------------------------------------------------- accounting
+
+
+def test_pipeline_epsilon_equals_dp_accountings_for_the_clients_steps():
+    pipe = _pipe("dp_sgd", clip=1.0, noise_multiplier=1.1, delta=1e-5)
+    run = defenses.RunFacts(
+        num_clients=100,
+        clients_per_round=10,
+        rounds=5,
+        epochs=2,
+        batch_size=4,
+        num_samples=14,
+        rounds_participated=3,
+    )
+    (got,) = pipe.accounting(run)
+    steps = 3 * 2 * math.ceil(14 / 4)
+    acc = dp_accounting.rdp.RdpAccountant()
+    acc.compose(
+        dp_accounting.SelfComposedDpEvent(
+            dp_accounting.PoissonSampledDpEvent(4 / 14, dp_accounting.GaussianDpEvent(1.1)), steps
+        )
+    )
+    assert got["steps"] == steps and got["q"] == 4 / 14
+    assert math.isclose(got["epsilon"], acc.get_epsilon(1e-5), rel_tol=1e-9)
+    (user,) = _pipe("dp_fedavg", noise_multiplier=1.0, delta=1e-6, accountant="pld").accounting(run)
+    acc = dp_accounting.pld.PLDAccountant()
+    acc.compose(
+        dp_accounting.SelfComposedDpEvent(
+            dp_accounting.PoissonSampledDpEvent(0.1, dp_accounting.GaussianDpEvent(1.0)), 5
+        )
+    )
+    assert user["level"] == "user" and math.isclose(
+        user["epsilon"], acc.get_epsilon(1e-6), rel_tol=1e-9
+    )
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    "group,msg",
+    [
+        (dict(name="dp_sgd", clpi=1.0), "defense.clpi"),
+        (dict(name="dp_sgd", clip=float("nan")), "defense.clip"),
+        (dict(name="dp_sgd", noise_multiplier=-1.0), "defense.noise_multiplier"),
+        (dict(name="prune", prune_ratio=1.5), "defense.prune_ratio"),
+        (dict(name="bogus"), "defense.name"),
+        (dict(name="none,prune"), "defense.name"),
+        (dict(name="prune,prune"), "defense.name"),
+        (dict(name="none", clip=1.0), "defense.clip"),
+        (dict(name="quantize", levels=2.5), "defense.levels"),
+    ],
+)
+def test_bad_defense_settings_name_the_key(group, msg):
+    with pytest.raises(ConfigError, match=msg.replace(".", r"\.")):
+        defenses.bind(group)
+
+
+def test_chain_runs_in_pipeline_order_and_shares_keys():
+    pipe = _pipe("secure_agg,prune,dp_sgd", clip=2.0, prune_ratio=0.3)
+    assert pipe.names == ("dp_sgd", "prune", "secure_agg")
+    assert pipe.defenses[0].clip == 2.0
+
+
+def test_server_defenses_need_fedavg_mode():
+    c = base_config()
+    c.attack.mode = "gradient"
+    c.defense.name = "dp_fedavg"
+    with pytest.raises(ConfigError, match="defense.name"):
+        validate(c)
+
+
+def test_cli_defense_flags_exit_2_before_anything_is_written(tmp_path):
+    wd = tmp_path / "run"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "leakjax.cli",
+            "--config=configs/quickstart.py:tiny",
+            "--config.defense.name=dp_sgd",
+            "--config.defense.noise_multiplier=nan",
+            f"--workdir={wd}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "defense.noise_multiplier" in r.stderr and not wd.exists()
+    r = subprocess.run(
+        [sys.executable, "-m", "leakjax.cli", "--list=defenses"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0 and "dp_sgd" in r.stdout and "secure_agg" in r.stdout
