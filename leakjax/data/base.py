@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -132,17 +133,57 @@ def _fit(image: np.ndarray, size: int) -> np.ndarray:
     return out[0] if c == 3 else np.stack(out, axis=-1)
 
 
+_CHANNELS = (1, 3)  # gray, RGB: what a channel-first axis 1 may hold
+_LAST_CHANNELS = (1, 3, 4)  # gray, RGB, RGBA: what a channel-last axis -1 may hold
+
+
+def channels_last(x: np.ndarray, where: str) -> np.ndarray:
+    """Returns 4-D images as ``[N, H, W, C]``, transposing a channel-first ``[N, C, H, W]``.
+
+    ``[N, C, H, W]`` with C in (1, 3) and a last axis that cannot be channels (not 1, 3
+    or 4) is transposed, with a one-line warning. A last axis of 1, 3 or 4 with an axis 1
+    that is not 1 or 3 is already channel-last. Anything else (both axes could be
+    channels, or neither can) raises.
+
+    Args:
+        x: a 4-D array.
+        where: names the setting and file for messages, e.g. ``data.data_dir='a.npz': x_train``.
+
+    Raises:
+        DataError (a ``ConfigError``): the layout is ambiguous or has no channel axis.
+    """
+    first, last = x.shape[1] in _CHANNELS, x.shape[-1] in _LAST_CHANNELS
+    if last and not first:
+        return x
+    if first and not last:
+        out = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        warnings.warn(
+            f"{where}: images of shape {x.shape} look channel-first [N, C, H, W]; "
+            f"transposed to channel-last {out.shape}",
+            UserWarning,
+            stacklevel=2,
+        )
+        return out
+    if first and last:
+        raise DataError(
+            f"{where}: images of shape {x.shape} are ambiguous: axis 1 and the last axis could "
+            f"both be channels; store them as [N, H, W, C] with H, W not in (1, 3)"
+        )
+    raise DataError(
+        f"{where}: images of shape {x.shape} have no channel axis: expected [N, H, W, C] with "
+        f"C in (1, 3, 4) or [N, C, H, W] with C in (1, 3)"
+    )
+
+
 def _images(x: np.ndarray, what: str) -> np.ndarray:
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4:
+    if x.ndim not in (3, 4):
         raise DataError(f"{what} must be [N, H, W, C] or [N, H, W], got shape {x.shape}")
     if x.dtype != np.uint8:
         in_range = x.size == 0 or (x.min() >= 0 and x.max() <= 255)
         if not (np.issubdtype(x.dtype, np.integer) and in_range):
             raise DataError(f"{what} must be uint8 pixels in 0..255, got dtype {x.dtype}")
         x = x.astype(np.uint8)
-    return x
+    return x[..., None] if x.ndim == 3 else channels_last(x, what)
 
 
 def folder_finder(folder: str, required: Sequence[str]):

@@ -31,7 +31,7 @@ def read_npz(path: pathlib.Path) -> _Arrays:
         reason = _oneline(err)
         raise DataError(f"cannot read {path} as .npz (allow_pickle=False): {reason}") from err
     for split in ("train", "test"):
-        x = _images(arrays[f"x_{split}"], f"{path}: x_{split}")
+        x = _images(arrays[f"x_{split}"], f"data.data_dir={str(path)!r}: x_{split}")
         y = arrays[f"y_{split}"]
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or y.shape[0] != x.shape[0]:
             raise DataError(f"{path}: y_{split} must be {x.shape[0]} integer labels, got {y.shape}")
