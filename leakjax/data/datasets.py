@@ -8,7 +8,7 @@ The code lives in :mod:`leakjax.data.registry` (``load``, ``names``, ``SOURCES``
 from leakjax.data.base import Dataset, DatasetInfo, PathLike
 from leakjax.data.readers.cifar import RestrictedUnpickler, safe_unpickle
 from leakjax.data.readers.mnist_idx import read_idx
-from leakjax.data.registry import SOURCES, load, names
+from leakjax.data.registry import SOURCES, is_tfds_name, load, names
 
 __all__ = [
     "SOURCES",
@@ -16,6 +16,7 @@ __all__ = [
     "DatasetInfo",
     "PathLike",
     "RestrictedUnpickler",
+    "is_tfds_name",
     "load",
     "names",
     "read_idx",

@@ -9,9 +9,11 @@ int32 labels. Sources:
   files (gzipped or not), the CIFAR-10 / CIFAR-100 "python version" pickles (read
   through a restricted unpickler that can only rebuild plain numeric numpy arrays), and
   the ``tiny-imagenet-200`` folder of JPEGs.
-- ``'tfds'``: a TensorFlow Datasets build already prepared in ``array_record`` format,
-  read with random access and without TensorFlow. Tiny ImageNet has no TFDS build:
-  supply it as the official ``tiny-imagenet-200`` folder or as an ``.npz`` file.
+- ``'tfds'``: a TensorFlow Datasets build already prepared in ``array_record`` (random
+  access) or ``tfrecord`` format, read without TensorFlow. Besides the registered names,
+  ``'tfds:<name>[/<config>]'`` loads any TFDS image-classification build (features from
+  its ``supervised_keys``). Tiny ImageNet has no TFDS build: supply it as the official
+  ``tiny-imagenet-200`` folder or as an ``.npz`` file.
 - ``'npz'``: an ``.npz`` file with ``x_train, y_train, x_test, y_test``.
 - ``'synthetic'``: random images, for shape tests only.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -111,9 +114,43 @@ _REGISTRY: dict[str, _Spec] = {
 }  # fmt: skip
 
 
+TFDS_PREFIX = "tfds:"
+
+
+class _Names(list):
+    """The registry's names; ``in`` also accepts any ``'tfds:<name>[/<config>]'``."""
+
+    def __contains__(self, value: object) -> bool:
+        return list.__contains__(self, value) or is_tfds_name(value)
+
+
+def is_tfds_name(name: object) -> bool:
+    """Whether ``name`` is ``'tfds:<name>[/<config>]'`` (any TFDS image-classification build)."""
+    return (
+        isinstance(name, str)
+        and name.startswith(TFDS_PREFIX)
+        and re.fullmatch(r"[a-z0-9_]+(/[A-Za-z0-9_.\-]+)?", name[len(TFDS_PREFIX) :]) is not None
+    )
+
+
 def names() -> list[str]:
-    """Names :func:`load` accepts, sorted."""
-    return sorted(_REGISTRY)
+    """Names :func:`load` accepts, sorted.
+
+    Besides these, ``'tfds:<name>[/<config>]'`` names any TFDS image-classification build
+    prepared under ``data.data_dir``; ``'tfds:beans' in names()`` is true.
+    """
+    return _Names(sorted(_REGISTRY))
+
+
+def _spec(name: str) -> _Spec:
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if is_tfds_name(name):
+        return _Spec(None, None, None, None, ("tfds",), name[len(TFDS_PREFIX) :])
+    raise DataError(
+        f"data.name={name!r} is unknown; allowed: {', '.join(names())}, or "
+        f"'tfds:<name>[/<config>]' for a TFDS build in data.data_dir"
+    )
 
 
 def _resolve_source(name: str, spec: _Spec, source: str, root: pathlib.Path | None) -> str:
@@ -160,7 +197,8 @@ def load(
     """Loads a data set into memory.
 
     Args:
-        name: one of :func:`names` (``'digits'``, ``'mnist'``, ``'cifar10'``, ``'npz'``, ...).
+        name: one of :func:`names` (``'digits'``, ``'mnist'``, ``'cifar10'``, ``'npz'``, ...),
+            or ``'tfds:<name>[/<config>]'`` for any TFDS image-classification build.
         data_dir: folder with the official files (or their parent), a TFDS data dir, or for
             ``'npz'`` the ``.npz`` file itself. Not needed by ``'digits'``/``'synthetic'``;
             ``None`` for TFDS means ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``.
@@ -180,9 +218,7 @@ def load(
         DataError: unknown name, missing or unreadable data (the message names the path).
         ConfigError: a bad ``source``, ``image_size`` or ``limit``.
     """
-    if name not in _REGISTRY:
-        raise DataError(f"data.name={name!r} is unknown; allowed: {', '.join(names())}")
-    spec = _REGISTRY[name]
+    spec = _spec(name)
     _check_int(image_size, "data.image_size")
     _check_int(limit, "data.limit")
     root = pathlib.Path(data_dir).expanduser() if data_dir is not None else None
@@ -210,7 +246,8 @@ def load(
             )
         arrays = spec.read_official(folder)
     else:
-        fit_size = size if spec.default_size else None
+        # Builds whose images may differ in size are resized image by image as decoded.
+        fit_size = size if spec.default_size or spec.num_classes is None else None
         try:
             arrays = read_tfds(spec.tfds_name, root, limit, fit_size)
         except DataError as err:
@@ -238,6 +275,8 @@ def load(
     y_train, y_test = y_train.astype(np.int32), y_test.astype(np.int32)
 
     num_classes = spec.num_classes
+    if num_classes is None and chosen == "tfds" and class_names:
+        num_classes = len(class_names)  # the build's ClassLabel
     if num_classes is None:
         num_classes = int(max(y_train.max(), y_test.max(initial=0))) + 1
     channels = x_train.shape[-1]
