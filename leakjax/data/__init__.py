@@ -1,8 +1,10 @@
 """Data sets, federated partitions and pixel normalization.
 
 ``load`` reads a data set into uint8 NHWC numpy arrays (built-in digits, official
-files, TFDS builds, npz), ``partition`` splits it among clients (iid, Dirichlet,
-fixed classes) and ``gather_padded`` stacks clients into padded arrays;
+files, TFDS builds in array_record or tfrecord format, also any image-classification
+build as ``'tfds:<name>'``, npz with channel-first arrays transposed), ``partition``
+splits it among clients (iid, Dirichlet, fixed classes) and ``gather_padded`` stacks
+clients into padded arrays;
 ``normalize`` / ``denormalize`` / ``box`` convert between uint8 pixels, the
 library's normalized float32 images and [0, 1] units.
 """
