@@ -1,8 +1,10 @@
 """Data sets, federated partitions and pixel normalization.
 
 ``load`` reads a data set into uint8 NHWC numpy arrays (built-in digits, official
-files, TFDS builds, npz), ``partition`` splits it among clients (iid, Dirichlet,
-fixed classes) and ``gather_padded`` stacks clients into padded arrays;
+files, TFDS builds in array_record or tfrecord format, also any image-classification
+build as ``'tfds:<name>'``, npz with channel-first arrays transposed), ``partition``
+splits it among clients (iid, Dirichlet, fixed classes) and ``gather_padded`` stacks
+clients into padded arrays;
 ``normalize`` / ``denormalize`` / ``box`` convert between uint8 pixels, the
 library's normalized float32 images and [0, 1] units.
 """
@@ -12,6 +14,7 @@ from leakjax.data.datasets import (
     Dataset,
     DatasetInfo,
     RestrictedUnpickler,
+    is_tfds_name,
     load,
     names,
     read_idx,
@@ -39,6 +42,7 @@ __all__ = [
     "box",
     "denormalize",
     "gather_padded",
+    "is_tfds_name",
     "load",
     "names",
     "normalization",
