@@ -129,7 +129,8 @@ def validate(config) -> None:
             raise ConfigError(f"config has no '{group}' group")
     d, m, f, a = config.data, config.model, config.fl, config.attack
     _num("seed", config.seed, low=0, integer=True)
-    _choice("data.name", d.name, data.names())
+    if not data.is_tfds_name(d.name):
+        _choice("data.name", d.name, data.names())
     _choice("data.normalize", d.normalize, NORMALIZE)
     _choice("data.partition", d.partition, PARTITIONS)
     _positive("data.beta", d.beta)

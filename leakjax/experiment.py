@@ -625,10 +625,11 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
             labels_pred=None if all(v < 0 for v in grid_lp) else grid_lp[:k],
             psnr=grid_psnr[:k],
             max_images=k,
+            total=len(grid_t),
             title=f"{a.name} ({a.mode}) on {config.data.name}/{config.model.name}: "
             f"truth (top) vs reconstruction (bottom)",
         )
-        report.plot_curves(workdir / "loss.png", curves, "step", "attack objective")
+        report.plot_attack_loss(workdir / "loss.png", curves)
     if "test_acc" in history or "local_test_acc" in history:
         acc_curves = {}
         for k in ("test_acc", "local_test_acc"):
