@@ -396,3 +396,42 @@ def plot_fl_accuracy(
 ):
     """FedAvg accuracy vs round, with integer round ticks."""
     return plot_curves(path, curves, "round", ylabel, title, integer_x=True)
+
+
+def plot_frontier(path: PathLike, rows: Sequence[Mapping[str, Any]], metric: str = "psnr_mean"):
+    """The privacy-utility-leakage frontier of a defense sweep: leakage (``metric`` of each
+    row) against the final test accuracy, one curve per attack and defense, each starting
+    at that attack's undefended run; points with an epsilon are annotated with it."""
+    ok = [r for r in rows if r.get("status", "ok") == "ok" and r.get(metric) is not None]
+    ok = [r for r in ok if r.get("final_test_acc") is not None]
+    attacks = sorted({f"{r.get('attack')} ({r.get('mode')})" for r in ok})
+    fig = _figure(7.0, 4.5)
+    ax = fig.add_subplot()
+    for attack in attacks:
+        mine = [r for r in ok if f"{r.get('attack')} ({r.get('mode')})" == attack]
+        base = [r for r in mine if r.get("defense") in (None, "none")]
+        families = sorted({str(r["defense"]).split(",")[0] for r in mine} - {"none", "None"})
+        for fam in families:
+            pts = base + [r for r in mine if str(r.get("defense")).split(",")[0] == fam]
+            pts = sorted(pts, key=lambda r: -float(r["final_test_acc"]))
+            xs = [float(r["final_test_acc"]) for r in pts]
+            ys = [float(r[metric]) for r in pts]
+            (line,) = ax.plot(xs, ys, marker="o", label=f"{attack}: {fam}")
+            for r, x, y in zip(pts, xs, ys, strict=True):
+                if r.get("epsilon") is not None:
+                    ax.annotate(
+                        f"eps={float(r['epsilon']):.3g}",
+                        (x, y),
+                        fontsize=7,
+                        color=line.get_color(),
+                        xytext=(3, 3),
+                        textcoords="offset points",
+                    )
+    ax.set_xlabel("final test accuracy (FedAvg, same run)")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(wrap_title("Leakage vs utility under defenses", 7.0, 11))
+    if attacks:
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    _save_figure(fig, path)
+    return fig

@@ -36,6 +36,8 @@ COLUMNS = (
     "status",
     "attack",
     "mode",
+    "defense",
+    "epsilon",
     "dataset",
     "model",
     "num_clients",
@@ -56,16 +58,37 @@ COLUMNS = (
 )
 
 
-def load_config(spec: str):
-    """``path.py[:preset]`` -> the ConfigDict its ``get_config(preset)`` returns."""
-    path, _, preset = spec.partition(":")
+def _module(path: str):
     p = pathlib.Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     mod_spec = importlib.util.spec_from_file_location(f"leakjax_cfg_{p.stem}", p)
     mod = importlib.util.module_from_spec(mod_spec)
     mod_spec.loader.exec_module(mod)
+    return mod
+
+
+def load_config(spec: str):
+    """``path.py[:preset][#variant]`` -> the ConfigDict its ``get_config(preset)`` returns (or,
+    for a family file, ``get_configs(preset)[variant]``)."""
+    spec, _, variant = spec.partition("#")
+    path, _, preset = spec.partition(":")
+    mod = _module(path)
+    if variant:
+        return mod.get_configs(preset)[variant]
     return mod.get_config(preset) if preset else mod.get_config()
+
+
+def _variants(spec: str) -> list[str]:
+    """A family file (``get_configs(preset) -> {variant: config}``, e.g. configs/defenses/)
+    expands into one spec per variant."""
+    path, _, preset = spec.partition(":")
+    if not pathlib.Path(path).is_file():
+        return [spec]
+    mod = _module(path)
+    if not hasattr(mod, "get_configs"):
+        return [spec]
+    return [f"{spec}#{v}" for v in mod.get_configs(preset)]
 
 
 def expand(patterns: str) -> list[str]:
@@ -82,7 +105,7 @@ def expand(patterns: str) -> list[str]:
         else:
             files = [path]
         specs += [f + (sep + preset if sep else "") for f in files]
-    return specs
+    return [v for spec in specs for v in _variants(spec)]
 
 
 def run_sweep(specs: list[str], workdir, *, progress: bool = True) -> list[dict]:
@@ -97,8 +120,10 @@ def run_sweep(specs: list[str], workdir, *, progress: bool = True) -> list[dict]
     root.mkdir(parents=True, exist_ok=True)
     rows, used = [], set()
     for spec in specs:
-        path, _, preset = spec.partition(":")
+        base_spec, _, variant = spec.partition("#")
+        path, _, preset = base_spec.partition(":")
         name = pathlib.Path(path).stem + (f"-{preset}" if preset else "")
+        name += f"-{variant}" if variant else ""
         base, k = name, 2
         while name in used:  # the same spec twice: keep both runs
             name, k = f"{base}-{k}", k + 1
@@ -125,6 +150,10 @@ def run_sweep(specs: list[str], workdir, *, progress: bool = True) -> list[dict]
         report.write_markdown_table(root / "results.md", rows, columns=list(COLUMNS))
     contact_sheet(root, [r["experiment"] for r in rows])
     fl_accuracy_plot(root, [r["experiment"] for r in rows])
+    if any(r.get("defense") not in (None, "none") for r in rows):
+        from leakjax import figures
+
+        figures.plot_frontier(root / "frontier.png", rows)
     return rows
 
 

@@ -1,6 +1,7 @@
 """Properties of the defenses (leakjax.defenses) and their place in FedAvg and the attacks."""
 
 import math
+import pathlib
 import subprocess
 import sys
 
@@ -375,3 +376,32 @@ def test_cli_defense_flags_exit_2_before_anything_is_written(tmp_path):
         timeout=120,
     )
     assert r.returncode == 0 and "dp_sgd" in r.stdout and "secure_agg" in r.stdout
+
+
+def test_a_defense_family_sweeps_into_a_table_with_epsilon_and_a_frontier(tmp_path):
+    from leakjax import sweep
+
+    fam = tmp_path / "fam.py"
+    fam.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(pathlib.Path(__file__).resolve().parent.parent / 'configs')!r})\n"
+        "from quickstart import get_config\n\n"
+        "def get_configs(preset=''):\n"
+        "    out = {}\n"
+        "    for name, z in (('none', None), ('dp-1', 1.0)):\n"
+        "        c = get_config('tiny')\n"
+        "        c.fl.rounds, c.attack.steps, c.attack.chunk, c.attack.clients = 1, 4, 4, 1\n"
+        "        if z is not None:\n"
+        "            c.defense.name = 'dp_sgd'\n"
+        "            c.defense.noise_multiplier = z\n"
+        "        out[name] = c\n"
+        "    return out\n"
+    )
+    specs = sweep.expand(str(fam))
+    assert specs == [f"{fam}#none", f"{fam}#dp-1"]
+    rows = sweep.run_sweep(specs, tmp_path / "out", progress=False)
+    assert [r["status"] for r in rows] == ["ok", "ok"], rows
+    assert rows[0]["defense"] == "none" and rows[0]["epsilon"] is None
+    assert rows[1]["defense"] == "dp_sgd" and 0 < rows[1]["epsilon"] < 100
+    assert (tmp_path / "out" / "frontier.png").stat().st_size > 0
+    assert "epsilon" in (tmp_path / "out" / "results.md").read_text()

@@ -1,0 +1,14 @@
+"""Defense study: configs/paper/fig06_idlg_gradient.py under every defense (configs/defenses/_study.py).
+
+    leakjax-sweep --configs=configs/defenses/idlg_gradient.py:cpu --workdir=DIR
+"""
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _study import family  # noqa: E402
+
+
+def get_configs(preset: str = ""):
+    return family("fig06_idlg_gradient.py", preset)
