@@ -3,6 +3,8 @@
 Flags override config fields: ``--config.fl.num_clients=100``; every setting of the chosen
 attack can be set the same way (``--config.attack.reorder=2``) even when the config file
 leaves it out. A preset after a colon is passed to ``get_config``: ``--config=configs/x.py:cpu``.
+A config path that does not exist here names the packaged configs: ``--config=quickstart.py``
+or ``--config=paper/fig07_ig_gradient.py:cpu`` work from a pip install.
 
 Exit codes: 0 done; 2 bad input (one line on stderr, nothing written); 3 numerical failure
 (every reconstruction NaN/Inf); 130 interrupted (continue with the same flags plus --resume).
@@ -300,13 +302,30 @@ def _unknown_field(field: str) -> str:
     return f"unknown config field {field!r} (the schema is leakjax/config.py)"
 
 
+def _resolve_config_args(argv: list[str]) -> list[str]:
+    """``--config=PATH[:preset]`` with PATH resolved against the packaged configs when it does
+    not exist relative to the working directory (`leakjax.config_files.resolve`)."""
+    from leakjax import config_files
+
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg.startswith("--config="):
+            out[i] = "--config=" + config_files.resolve(arg[len("--config=") :])
+        elif arg == "--config" and i + 1 < len(out):
+            out[i + 1] = config_files.resolve(out[i + 1])
+    if argv is sys.argv:  # ml_collections reads the config path and overrides off sys.argv
+        sys.argv[:] = out
+        return sys.argv
+    return out
+
+
 def _parse(argv):
     """absl's parser, but a bad flag / config file / override is one line and exit 2."""
     if any(arg in _HELP_FLAGS for arg in argv[1:]):
         print(_usage())
         sys.exit(0)
     try:
-        return flags.FLAGS(_split_attack_overrides(argv))
+        return flags.FLAGS(_split_attack_overrides(_resolve_config_args(argv)))
     except Exception as e:  # noqa: BLE001 - flags.Error, config file errors, bad overrides
         _fail(_one_line(e))
 
