@@ -48,7 +48,13 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     assert "1 device(s) in use" in text or "XLA_FLAGS" in os.environ
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+# ~100 s each on 2 cores: the quickstart's mesh path runs by default, the others with -m slow
+MESH_NOTEBOOKS = [
+    p if p.stem == "quickstart" else pytest.param(p, marks=pytest.mark.slow) for p in NOTEBOOKS
+]
+
+
+@pytest.mark.parametrize("path", MESH_NOTEBOOKS, ids=lambda p: getattr(p, "stem", str(p)))
 def test_notebook_uses_all_devices(path, tmp_path, monkeypatch):
     """8 fake CPU devices in the kernel: the notebook says it uses all 8 (num_devices=0) and
     its run on the device mesh finishes."""
