@@ -11,4 +11,4 @@ from _study import family  # noqa: E402
 
 
 def get_configs(preset: str = ""):
-    return family("fig26_rtf_fedavg_100clients.py", preset)
+    return family("fig26_rtf_fedavg_100clients.py", preset, defenses=("secure_agg", "prune", "dp_sgd"))
