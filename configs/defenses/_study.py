@@ -53,6 +53,7 @@ def family(file: str, preset: str, *, defenses=None) -> dict:
         with base.unlocked():
             base.fl.rounds = max(int(base.fl.rounds), CPU_ROUNDS)
             base.attack.clients = max(int(base.attack.clients), 2)
+            base.fl.batch_size = min(int(base.fl.batch_size), 10)  # clients of ~15 digits
     out = {"none": base}
     names = list(TINY) if preset == "tiny" else list(defenses or STRENGTHS)
     for name in names:
