@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from benchmarks.allocator import tune_host_allocator
 from leakjax import models
 from leakjax.models import conv
 
@@ -95,7 +96,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=20.0, help="max seconds per cell")
     parser.add_argument("--only", default="", help="'train' or 'ig': measure just that")
     args = parser.parse_args()
-    tuned = False if args.no_tune_alloc else models.tune_host_allocator()
+    tuned = False if args.no_tune_alloc else tune_host_allocator()
     impls = args.impls.split(",")
     print(
         f"jax {jax.__version__}, backend {jax.default_backend()}, {jax.devices()[0].device_kind},"

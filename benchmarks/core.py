@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.allocator import tune_host_allocator
 from leakjax import models
 from leakjax.attacks import inverting_gradients as ig
 from leakjax.fl import ClientHParams, FLSettings, client_update
@@ -104,10 +105,10 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--conv_impl", default="auto")
     ap.add_argument("--client_chunk", type=int, default=0, help="clients vmapped (0: auto)")
-    ap.add_argument("--tune_alloc", action="store_true", help="models.tune_host_allocator()")
+    ap.add_argument("--tune_alloc", action="store_true", help="tune_host_allocator()")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
-    tuned = models.tune_host_allocator() if args.tune_alloc else False
+    tuned = tune_host_allocator() if args.tune_alloc else False
     out = {
         "backend": jax.default_backend(),
         "device": jax.devices()[0].device_kind,

@@ -26,6 +26,7 @@ import time
 import jax
 import jax.numpy as jnp
 
+from benchmarks.allocator import tune_host_allocator
 from leakjax import models
 from leakjax.attacks import ggl
 from leakjax.fl import ClientHParams
@@ -97,7 +98,7 @@ def main():
     ap.add_argument("--no_tune_alloc", action="store_true")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
-    tuned = False if args.no_tune_alloc else models.tune_host_allocator()
+    tuned = False if args.no_tune_alloc else tune_host_allocator()
     out = {
         "benchmark": "ggl",
         "backend": jax.default_backend(),

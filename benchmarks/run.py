@@ -61,6 +61,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.allocator import tune_host_allocator
 from leakjax import attacks, models
 from leakjax.attacks.base import chunked_map, resolve_vmap_chunk
 from leakjax.config import base_config
@@ -541,7 +542,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="tiny shapes (tests)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--list", action="store_true")
-    ap.add_argument("--tune_alloc", action="store_true", help="models.tune_host_allocator()")
+    ap.add_argument("--tune_alloc", action="store_true", help="tune_host_allocator()")
     ap.add_argument(
         "--torch",
         default="",
@@ -561,7 +562,7 @@ def main(argv=None):
     unknown = [s for s in todo if s not in entries]
     if unknown:
         ap.error(f"unknown entries {unknown}; known: {list(entries)}")
-    tuned = models.tune_host_allocator() if args.tune_alloc else False
+    tuned = tune_host_allocator() if args.tune_alloc else False
     dev = jax.devices()[0]
     device = f"{jax.default_backend()}: {dev.device_kind} x{len(jax.devices())}"
     if jax.default_backend() == "cpu":

@@ -58,6 +58,7 @@ from leakjax.attacks.base import Attack, Reconstruction
 from leakjax.attacks.registry import AttackSpec
 from leakjax.attacks.simulation import SIMULATIONS, simulation_hparams
 from leakjax.fl.client import client_update, copies_schedule, param_delta
+from leakjax.matching import linear_sum_assignment, pairwise_mse
 from leakjax.models.conv import conv2d
 from leakjax.settings import Checked, setting
 from leakjax.types import Array, ConfigError
@@ -127,70 +128,10 @@ def check_config(cfg: DLFConfig, mode: str = "fedavg") -> None:
 # ----------------------------------------------------------------------------- matching
 
 
-def linear_sum_assignment(cost: Array) -> Array:
-    """Minimum-cost perfect matching of a square cost matrix, in JAX (jit/vmap-able).
-
-    The shortest-augmenting-path Hungarian algorithm (O(n^3)); exact for finite costs.
-
-    Args:
-      cost: [n, n].
-
-    Returns:
-      int32 [n]: the column matched to each row.
-    """
-    n = cost.shape[0]
-    dt = cost.dtype
-    big = jnp.asarray(jnp.finfo(dt).max / 4, dt)
-    a = jnp.zeros((n + 1, n + 1), dt).at[1:, 1:].set(cost)
-    cols = jnp.arange(n + 1)
-
-    def add_row(i, carry):
-        u, v, p, way = carry
-        p = p.at[0].set(i)
-
-        def body(s):
-            u, v, p, way, minv, used, j0 = s
-            used = used.at[j0].set(True)
-            i0 = p[j0]
-            cur = a[i0] - u[i0] - v
-            free = (~used) & (cols > 0)
-            better = free & (cur < minv)
-            minv = jnp.where(better, cur, minv)
-            way = jnp.where(better, j0, way)
-            masked = jnp.where(free, minv, big)
-            j1 = jnp.argmin(masked).astype(jnp.int32)
-            delta = masked[j1]
-            u = u.at[p].add(jnp.where(used, delta, jnp.zeros((), dt)))
-            v = jnp.where(used, v - delta, v)
-            minv = jnp.where(used, minv, minv - delta)
-            return u, v, p, way, minv, used, j1
-
-        s0 = (u, v, p, way, jnp.full((n + 1,), big, dt), jnp.zeros((n + 1,), bool), jnp.int32(0))
-        u, v, p, way, _, _, j0 = jax.lax.while_loop(lambda s: s[2][s[6]] != 0, body, s0)
-
-        def augment(s):
-            p, j0 = s
-            j1 = way[j0]
-            return p.at[j0].set(p[j1]), j1
-
-        p, _ = jax.lax.while_loop(lambda s: s[1] != 0, augment, (p, j0))
-        return u, v, p, way
-
-    zeros_f = jnp.zeros((n + 1,), dt)
-    zeros_i = jnp.zeros((n + 1,), jnp.int32)
-    _, _, p, _ = jax.lax.fori_loop(1, n + 1, add_row, (zeros_f, zeros_f, zeros_i, zeros_i))
-    return jnp.zeros((n,), jnp.int32).at[p[1:] - 1].set(jnp.arange(n, dtype=jnp.int32))
-
-
 def _pair_cost(a: Array, b: Array, ya: Array, yb: Array) -> Array:
     """Mean squared distance between every image of ``a`` and of ``b`` [N, N]; pairs with
     different labels cost more than any complete same-label matching."""
-    fa = a.reshape(a.shape[0], -1)
-    fb = b.reshape(b.shape[0], -1)
-    d = (jnp.sum(fa * fa, 1)[:, None] + jnp.sum(fb * fb, 1)[None, :] - 2.0 * fa @ fb.T) / fa.shape[
-        1
-    ]
-    d = jnp.maximum(d, 0.0)
+    d = pairwise_mse(a, b)
     penalty = 1.0 + a.shape[0] * jnp.max(d)
     return d + penalty * (ya[:, None] != yb[None, :])
 

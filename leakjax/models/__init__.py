@@ -6,7 +6,6 @@ implementations (:mod:`leakjax.models.conv`); "auto" picks the fastest for the b
 """
 
 from leakjax.models.conv import IMPLS as CONV_IMPLS
-from leakjax.models.conv import tune_host_allocator
 from leakjax.models.registry import Model, get, names, param_count
 
-__all__ = ["CONV_IMPLS", "Model", "get", "names", "param_count", "tune_host_allocator"]
+__all__ = ["CONV_IMPLS", "Model", "get", "names", "param_count"]
