@@ -14,85 +14,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-import platform
 import shutil
 import sys
 import time
-from importlib import metadata
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import serialization
 
 from leakjax import attacks, data, defenses, metrics, models, plan, report
 from leakjax import labels as labels_lib
 from leakjax.config import NO_ATTACK, resolve_rounds, resolved_attack, validate
-from leakjax.fl import ClientHParams, FLSettings, client_mesh, simulate
-from leakjax.observation import GroundTruth, Observation, gradient_observation, stack, to_host
+from leakjax.defenses import report as defense_report
+from leakjax.fl import FLSettings, client_mesh, simulate
+from leakjax.fl import cache as fl_cache
+from leakjax.observation import GroundTruth, gradient_observation, stack
 from leakjax.progress import time_parts, time_summary
+from leakjax.provenance import device_info, provenance, versions  # noqa: F401 (re-exported)
 from leakjax.types import ConfigError, NumericalError
-
-_VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "evosax", "ml-collections")
-
-
-def versions() -> dict:
-    out = {"python": platform.python_version(), "leakjax": _pkg("leakjax")}
-    for name in _VERSIONED:
-        out[name] = _pkg(name)
-    return out
-
-
-def _pkg(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def git_commit() -> str | None:
-    """The leakjax checkout's commit (None outside a git checkout, e.g. a pip install)."""
-    import subprocess
-
-    root = pathlib.Path(__file__).resolve().parents[1]
-    if not (root / ".git").exists():
-        return None
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    dirty = subprocess.run(
-        ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True,
-        text=True,
-        timeout=10,
-    ).stdout.strip()
-    return out.stdout.strip() + ("+dirty" if dirty else "")
-
-
-def provenance(config) -> dict:
-    """What a result row needs to be reproduced: seed, config name, leakjax commit, versions."""
-    return {
-        "seed": int(config.seed),
-        "config_name": str(config.get("name", "")),
-        "leakjax_commit": git_commit(),
-        **{f"version_{k}": v for k, v in versions().items()},
-    }
-
-
-def device_info() -> dict:
-    devs = jax.devices()
-    return {
-        "backend": jax.default_backend(),
-        "device_kind": devs[0].device_kind,
-        "num_devices": len(devs),
-    }
 
 
 @dataclasses.dataclass
@@ -219,74 +158,6 @@ def fixed_labels(p: Prepared, obs, truth, key):
     return None
 
 
-def _save_fl_cache(path, variables, history, observations, truths) -> None:
-    """FL results for --resume: plain nested dicts of arrays in msgpack (no pickle)."""
-    payload = {
-        "variables": to_host(variables),
-        "history": np.frombuffer(json.dumps(history).encode(), np.uint8),
-        "n": np.int64(len(observations)),
-    }
-    for i, (o, t) in enumerate(zip(observations, truths, strict=True)):
-        payload[f"obs_{i}"] = {
-            "variables": o.variables,
-            "update": o.update,
-            "variables_after": o.variables_after if o.variables_after is not None else {},
-            "lr": np.float32(o.hp.lr),
-            "momentum": np.float32(o.hp.momentum),
-            "weight_decay": np.float32(o.hp.weight_decay),
-            "epochs": np.int64(o.hp.epochs),
-            "batch_size": np.int64(o.hp.batch_size),
-            "num_samples": np.int64(o.num_samples),
-            "round": np.int64(o.round),
-            "client_id": np.int64(o.client_id),
-            "mode": np.frombuffer(o.mode.encode(), np.uint8),
-            "images": np.asarray(t.images),
-            "labels": np.asarray(t.labels),
-            "owners": np.asarray([] if t.owners is None else t.owners, np.int64),
-        }
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(serialization.msgpack_serialize(jax.tree.map(np.asarray, payload)))
-    tmp.replace(path)
-
-
-def _load_fl_cache(path):
-    raw = serialization.msgpack_restore(pathlib.Path(path).read_bytes())
-    history = json.loads(bytes(np.asarray(raw["history"])).decode())
-    observations, truths = [], []
-    for i in range(int(raw["n"])):
-        r = raw[f"obs_{i}"]
-        hp = ClientHParams(
-            lr=float(r["lr"]),
-            momentum=float(r["momentum"]),
-            weight_decay=float(r["weight_decay"]),
-            epochs=int(r["epochs"]),
-            batch_size=int(r["batch_size"]),
-        )
-        observations.append(
-            Observation(
-                variables=r["variables"],
-                update=r["update"],
-                variables_after=r["variables_after"] or None,
-                hp=hp,
-                mode=bytes(np.asarray(r["mode"])).decode(),
-                num_samples=int(r["num_samples"]),
-                round=int(r["round"]),
-                client_id=int(r["client_id"]),
-            )
-        )
-        owners = np.asarray(r.get("owners", np.zeros((0,), np.int64)))
-        truths.append(
-            GroundTruth(
-                images=np.asarray(r["images"]),
-                labels=np.asarray(r["labels"]),
-                owners=owners if owners.size else None,
-            )
-        )
-    return raw["variables"], history, observations, truths
-
-
 def _check_resume(config, workdir: pathlib.Path) -> None:
     cfg_file = workdir / "config.json"
     if not cfg_file.is_file():
@@ -362,84 +233,158 @@ def attack_observations(
     return out
 
 
-def _run_facts(p: Prepared, client_id: int, num_samples: int, history) -> defenses.RunFacts:
-    f, a = p.config.fl, p.config.attack
-    if a.mode == "gradient":  # the one shared gradient of attack.batch_size rows
-        b = int(a.batch_size)
-        return defenses.RunFacts(int(f.num_clients), 1, 1, 1, b, b, 1)
-    taken = sum(client_id in sel for sel in history.get("selected", []))
-    m = p.settings.num_selected(int(f.num_clients))
-    return defenses.RunFacts(
-        int(f.num_clients),
-        m,
-        int(f.rounds),
-        int(f.local_epochs),
-        int(f.batch_size),
-        int(num_samples),
-        int(taken),
-    )
-
-
-def _defense_metrics(p: Prepared, obs, truth, ev, history) -> dict:
-    """Per attacked client: its (epsilon, delta) under the defense and, under secure
-    aggregation, how many images of each group member were recovered."""
-    if not p.defense:
-        return {}
-    out = {"defense": ",".join(p.defense.names)}
-    cid = int(obs.client_id)
-    n_k = int(p.train.n[cid]) if obs.mode == "fedavg" else int(obs.num_samples)
-    privacy = p.defense.accounting(_run_facts(p, cid, n_k, history))
-    if privacy:
-        out["privacy"] = privacy
-    if truth.owners is not None:
-        owners = np.asarray(truth.owners)
-        pairs = np.asarray(ev["matching"], int).reshape(-1, 2)
-        ok = np.asarray(ev["psnr"], float) >= float(p.config.attack.success_psnr)
-        hit = owners[pairs[ok, 1]] if ok.any() else np.zeros((0,), int)
-        out["group"] = [int(c) for c in dict.fromkeys(owners.tolist())]
-        out["recovered_per_client"] = {str(c): int(np.sum(hit == c)) for c in out["group"]}
-        out["clients_recovered"] = int(sum(v > 0 for v in out["recovered_per_client"].values()))
-    return out
-
-
-def _privacy_summary(p: Prepared, per_client, history) -> dict:
-    """The defense and, per accounted defense, the largest epsilon over the attacked clients
-    (with its event's parameters); the first accounted defense's numbers also at top level."""
-    if not p.defense:
-        return {"defense": "none"}
-    out = {"defense": ",".join(p.defense.names), "defense_settings": p.defense.settings()}
-    worst = {}
-    for c in per_client:
-        for e in c.get("privacy", []):
-            eps = np.inf if e["epsilon"] is None else e["epsilon"]
-            prev = worst.get(e["defense"])
-            if prev is None or eps > (np.inf if prev["epsilon"] is None else prev["epsilon"]):
-                worst[e["defense"]] = e
-    if not per_client:  # FedAvg only: account the user-level defenses
-        worst = {
-            e["defense"]: e
-            for e in p.defense.accounting(_run_facts(p, 0, 1, history))
-            if e["level"] == "user"
-        }
-    if worst:
-        out["privacy"] = list(worst.values())
-        first = out["privacy"][0]
-        out.update(
-            {
-                k: first[k]
-                for k in (
-                    "epsilon",
-                    "delta",
-                    "accountant",
-                    "q",
-                    "steps",
-                    "noise_multiplier",
-                    "level",
-                    "sampling",
-                )
-            }
+def _score(p: Prepared, observations, truths, outcomes, history):
+    """Per attacked client: metrics (PSNR, SSIM, labels, defense), arrays for
+    reconstruction.npz, matched pairs for the grid, and the attack's loss curve."""
+    a = p.config.attack
+    per_client, arrays, grid_t, grid_r, grid_lt, grid_lp, grid_psnr = [], {}, [], [], [], [], []
+    curves = {}
+    for i, (obs, truth, oc) in enumerate(zip(observations, truths, outcomes, strict=True)):
+        res, j = oc["result"], oc["trial"]
+        rec_x = _to01(res.reconstruction.images[j], p.mean, p.std)
+        rec_y = None if res.reconstruction.labels is None else res.reconstruction.labels[j]
+        true_x = _to01(truth.images, p.mean, p.std)
+        ev = metrics.evaluate(
+            rec_x,
+            true_x,
+            recon_labels=rec_y,
+            truth_labels=None if rec_y is None else truth.labels,  # CPA/RTF give no labels
+            ordered=obs.num_samples == 1,
+            threshold=float(a.success_psnr),
+            num_classes=p.model.num_classes,
         )
-    return out
+        failed = bool(res.trial_failed[j])
+        ev.update(
+            round=int(obs.round),
+            client_id=int(obs.client_id),
+            num_samples=int(obs.num_samples),
+            failed=failed,
+            failed_restarts=int(res.failed[j].sum()),
+            failed_step=[int(s) for s in res.failed_step[j]],
+            final_loss=float(np.nan_to_num(res.final_loss[j][res.best[j]], nan=-1.0, posinf=-1.0)),
+            best_restart=int(res.best[j]),
+        )
+        ev.update(defense_report.client_metrics(p, obs, truth, ev, history))
+        per_client.append(ev)
+        arrays[f"recon_{i}"] = rec_x.astype(np.float32)
+        arrays[f"truth_{i}"] = true_x.astype(np.float32)
+        if rec_y is not None:
+            arrays[f"recon_labels_{i}"] = np.asarray(rec_y, np.int32)
+        arrays[f"truth_labels_{i}"] = np.asarray(truth.labels, np.int32)
+        arrays[f"loss_{i}"] = np.nan_to_num(res.losses[j][res.best[j]], nan=-1.0)
+        pairs = np.asarray(ev["matching"], int).reshape(-1, 2)
+        for (ri, ti), ps in zip(pairs, ev["psnr"], strict=False):
+            grid_t.append(true_x[ti])
+            grid_r.append(rec_x[ri])
+            grid_lt.append(int(truth.labels[ti]))
+            grid_lp.append(int(rec_y[ri]) if rec_y is not None else -1)
+            grid_psnr.append(ps)
+        steps_axis = list(range(1, len(res.losses[j][res.best[j]]) + 1))
+        curves[f"client {obs.client_id} r{obs.round}"] = (
+            steps_axis,
+            [float(v) for v in res.losses[j][res.best[j]]],
+        )
+
+    grid = (grid_t, grid_r, grid_lt, grid_lp, grid_psnr)
+    return per_client, arrays, grid, curves
+
+
+def _write_figures(workdir, config, grid, curves, history) -> None:
+    """grid.png (truth above reconstruction), loss.png and fl_accuracy.png."""
+    a = config.attack
+    grid_t, grid_r, grid_lt, grid_lp, grid_psnr = grid
+    if grid_t:
+        k = int(config.output.grid_images)
+        report.save_grid(
+            workdir / "grid.png",
+            np.stack(grid_t[:k]),
+            np.stack(grid_r[:k]),
+            labels_true=grid_lt[:k],
+            labels_pred=None if all(v < 0 for v in grid_lp) else grid_lp[:k],
+            psnr=grid_psnr[:k],
+            max_images=k,
+            total=len(grid_t),
+            title=f"{a.name} ({a.mode}) on {config.data.name}/{config.model.name}: "
+            f"truth (top) vs reconstruction (bottom)",
+        )
+        report.plot_attack_loss(workdir / "loss.png", curves)
+    if "test_acc" in history or "local_test_acc" in history:
+        acc_curves = {}
+        for k in ("test_acc", "local_test_acc"):
+            if k in history:
+                acc_curves[k] = (history["round"], history[k])
+        report.plot_curves(workdir / "fl_accuracy.png", acc_curves, "round", "accuracy")
+
+
+def _federate(p: Prepared, workdir, sim_key, rng, *, resume: bool, progress: bool):
+    """FedAvg (or its cache, on resume) and the observations to attack; fl_history.json."""
+    config = p.config
+    a, f = config.attack, config.fl
+    no_attack = a.name == NO_ATTACK
+    ckdir = workdir / "checkpoints"
+    t0 = time.perf_counter()
+    cache_path = ckdir / "fl.msgpack"
+    if resume and cache_path.exists():
+        variables, history, observations, truths = fl_cache.load(cache_path)
+    elif f.rounds > 0:
+        att_rounds = resolve_rounds(a.rounds, f.rounds) if a.mode == "fedavg" else ()
+        att_rounds = () if no_attack else att_rounds
+        sim = simulate(
+            p.model,
+            p.train,
+            p.local_test,
+            p.dataset.test_images,
+            p.dataset.test_labels,
+            p.mean,
+            p.std,
+            p.settings,
+            sim_key,
+            attack_rounds=att_rounds,
+            attack_clients=0 if no_attack else int(a.clients),
+            mesh=p.mesh,
+            progress=progress,
+            seed=int(config.seed),
+            defense=p.defense or None,
+        )
+        variables, history = sim.variables, sim.history
+        observations, truths = sim.observations, sim.truths
+    else:
+        variables = p.model.init(jax.random.fold_in(sim_key, 0))
+        history, observations, truths = {"round": [0]}, [], []
+    fl_seconds = time.perf_counter() - t0
+    report.write_json(workdir / "fl_history.json", history)
+    if not (resume and cache_path.exists()):
+        fl_cache.save(cache_path, variables, history, observations, truths)
+    if a.mode == "gradient" and not no_attack:
+        observations, truths = _gradient_observations(p, variables, rng)
+    return variables, history, observations, truths, fl_seconds
+
+
+def _summary(p: Prepared, per_client, observations, history, parts) -> dict:
+    """metrics.json's summary: the metrics over clients, the setting, timings, provenance."""
+    config = p.config
+    a, f = config.attack, config.fl
+    summary = metrics.summarize(per_client) if per_client else {}
+    summary.update(
+        attack=a.name,
+        mode=a.mode,
+        labels=a.labels + (" (true labels given to the attack)" if a.labels == "oracle" else ""),
+        dataset=config.data.name,
+        model=config.model.name,
+        num_clients=int(f.num_clients),
+        batch_size=int(f.batch_size),
+        local_epochs=int(f.local_epochs),
+        attack_steps=int(a.steps),
+        restarts=int(a.restarts),
+        images_attacked=int(sum(o.num_samples for o in observations)),
+        final_test_acc=(history.get("test_acc") or [None])[-1],
+        final_local_test_acc=(history.get("local_test_acc") or [None])[-1],
+        **time_summary(parts),  # fl/attack/wall_seconds: all parts of a resumed run together
+        device=device_info()["device_kind"],
+        **provenance(config),
+    )
+    summary.update(defense_report.summary(p, per_client, history))
+    return summary
 
 
 def run(config, workdir, *, progress: bool | None = None, resume: bool = False) -> dict:
@@ -470,8 +415,7 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
     p = prepare(config)
     if progress is None:
         progress = bool(config.output.progress)
-    a, f = config.attack, config.fl
-    no_attack = a.name == NO_ATTACK  # FedAvg only: train, evaluate, attack nothing
+    a = config.attack
     ckdir = workdir / "checkpoints"
     if not resume:
         workdir = report.prepare_workdir(workdir)
@@ -483,41 +427,9 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
     key = jax.random.key(int(config.seed))
     sim_key, attack_key = jax.random.split(key)
     rng = np.random.default_rng(int(config.seed) + 1)
-    t0 = time.perf_counter()
-    fl_cache = ckdir / "fl.msgpack"
-    if resume and fl_cache.exists():
-        variables, history, observations, truths = _load_fl_cache(fl_cache)
-    elif f.rounds > 0:
-        att_rounds = resolve_rounds(a.rounds, f.rounds) if a.mode == "fedavg" else ()
-        att_rounds = () if no_attack else att_rounds
-        sim = simulate(
-            p.model,
-            p.train,
-            p.local_test,
-            p.dataset.test_images,
-            p.dataset.test_labels,
-            p.mean,
-            p.std,
-            p.settings,
-            sim_key,
-            attack_rounds=att_rounds,
-            attack_clients=0 if no_attack else int(a.clients),
-            mesh=p.mesh,
-            progress=progress,
-            seed=int(config.seed),
-            defense=p.defense or None,
-        )
-        variables, history = sim.variables, sim.history
-        observations, truths = sim.observations, sim.truths
-    else:
-        variables = p.model.init(jax.random.fold_in(sim_key, 0))
-        history, observations, truths = {"round": [0]}, [], []
-    fl_seconds = time.perf_counter() - t0
-    report.write_json(workdir / "fl_history.json", history)
-    if not (resume and fl_cache.exists()):
-        _save_fl_cache(fl_cache, variables, history, observations, truths)
-    if a.mode == "gradient" and not no_attack:
-        observations, truths = _gradient_observations(p, variables, rng)
+    variables, history, observations, truths, fl_seconds = _federate(
+        p, workdir, sim_key, rng, resume=resume, progress=progress
+    )
     adaptive = p.defense if (p.defense and a.get("adaptive", True)) else None
     observations = [o.replace(defense=adaptive) for o in observations]
 
@@ -540,102 +452,16 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
         raise
     attack_seconds = time.perf_counter() - t0
 
-    per_client, arrays, grid_t, grid_r, grid_lt, grid_lp, grid_psnr = [], {}, [], [], [], [], []
-    curves = {}
-    for i, (obs, truth, oc) in enumerate(zip(observations, truths, outcomes, strict=True)):
-        res, j = oc["result"], oc["trial"]
-        rec_x = _to01(res.reconstruction.images[j], p.mean, p.std)
-        rec_y = None if res.reconstruction.labels is None else res.reconstruction.labels[j]
-        true_x = _to01(truth.images, p.mean, p.std)
-        ev = metrics.evaluate(
-            rec_x,
-            true_x,
-            recon_labels=rec_y,
-            truth_labels=None if rec_y is None else truth.labels,  # CPA/RTF give no labels
-            ordered=obs.num_samples == 1,
-            threshold=float(a.success_psnr),
-            num_classes=p.model.num_classes,
-        )
-        failed = bool(res.trial_failed[j])
-        ev.update(
-            round=int(obs.round),
-            client_id=int(obs.client_id),
-            num_samples=int(obs.num_samples),
-            failed=failed,
-            failed_restarts=int(res.failed[j].sum()),
-            failed_step=[int(s) for s in res.failed_step[j]],
-            final_loss=float(np.nan_to_num(res.final_loss[j][res.best[j]], nan=-1.0, posinf=-1.0)),
-            best_restart=int(res.best[j]),
-        )
-        ev.update(_defense_metrics(p, obs, truth, ev, history))
-        per_client.append(ev)
-        arrays[f"recon_{i}"] = rec_x.astype(np.float32)
-        arrays[f"truth_{i}"] = true_x.astype(np.float32)
-        if rec_y is not None:
-            arrays[f"recon_labels_{i}"] = np.asarray(rec_y, np.int32)
-        arrays[f"truth_labels_{i}"] = np.asarray(truth.labels, np.int32)
-        arrays[f"loss_{i}"] = np.nan_to_num(res.losses[j][res.best[j]], nan=-1.0)
-        pairs = np.asarray(ev["matching"], int).reshape(-1, 2)
-        for (ri, ti), ps in zip(pairs, ev["psnr"], strict=False):
-            grid_t.append(true_x[ti])
-            grid_r.append(rec_x[ri])
-            grid_lt.append(int(truth.labels[ti]))
-            grid_lp.append(int(rec_y[ri]) if rec_y is not None else -1)
-            grid_psnr.append(ps)
-        steps_axis = list(range(1, len(res.losses[j][res.best[j]]) + 1))
-        curves[f"client {obs.client_id} r{obs.round}"] = (
-            steps_axis,
-            [float(v) for v in res.losses[j][res.best[j]]],
-        )
-
+    per_client, arrays, grid, curves = _score(p, observations, truths, outcomes, history)
     now = time.perf_counter()
     parts = time_parts(timing, resume, fl=fl_seconds, attack=attack_seconds, wall=now - t_start)
-    summary = metrics.summarize(per_client) if per_client else {}
-    summary.update(
-        attack=a.name,
-        mode=a.mode,
-        labels=a.labels + (" (true labels given to the attack)" if a.labels == "oracle" else ""),
-        dataset=config.data.name,
-        model=config.model.name,
-        num_clients=int(f.num_clients),
-        batch_size=int(f.batch_size),
-        local_epochs=int(f.local_epochs),
-        attack_steps=int(a.steps),
-        restarts=int(a.restarts),
-        images_attacked=int(sum(o.num_samples for o in observations)),
-        final_test_acc=(history.get("test_acc") or [None])[-1],
-        final_local_test_acc=(history.get("local_test_acc") or [None])[-1],
-        **time_summary(parts),  # fl/attack/wall_seconds: all parts of a resumed run together
-        device=device_info()["device_kind"],
-        **provenance(config),
-    )
-    summary.update(_privacy_summary(p, per_client, history))
+    summary = _summary(p, per_client, observations, history, parts)
     all_failed = bool(per_client) and all(c["failed"] for c in per_client)
     summary["all_failed"] = all_failed
     report.write_json(workdir / "metrics.json", {"summary": summary, "clients": per_client})
     report.save_npz(workdir / "reconstruction.npz", **arrays)
     report.write_csv(workdir / "summary.csv", [_flat(summary)])
-    if grid_t:
-        k = int(config.output.grid_images)
-        report.save_grid(
-            workdir / "grid.png",
-            np.stack(grid_t[:k]),
-            np.stack(grid_r[:k]),
-            labels_true=grid_lt[:k],
-            labels_pred=None if all(v < 0 for v in grid_lp) else grid_lp[:k],
-            psnr=grid_psnr[:k],
-            max_images=k,
-            total=len(grid_t),
-            title=f"{a.name} ({a.mode}) on {config.data.name}/{config.model.name}: "
-            f"truth (top) vs reconstruction (bottom)",
-        )
-        report.plot_attack_loss(workdir / "loss.png", curves)
-    if "test_acc" in history or "local_test_acc" in history:
-        acc_curves = {}
-        for k in ("test_acc", "local_test_acc"):
-            if k in history:
-                acc_curves[k] = (history["round"], history[k])
-        report.plot_curves(workdir / "fl_accuracy.png", acc_curves, "round", "accuracy")
+    _write_figures(workdir, config, grid, curves, history)
     shutil.rmtree(ckdir, ignore_errors=True)  # results are complete; checkpoints are spent
     if all_failed:
         raise NumericalError(
