@@ -48,6 +48,11 @@ def dry_build(p) -> None:
     """Build and trace the attack on a stand-in observation; a failure is a ConfigError
     naming the attack, model and mode."""
     a = p.config.attack
+    if p.spec.kind == "client":  # no Attack to trace: build the client (its data checks)
+        from leakjax import client_attack
+
+        client_attack.build(p)
+        return
     n = int(a.batch_size) if str(a.mode) == "gradient" else int(np.min(p.train.n))
     obs = stand_in_observation(p, n)
     labels = None
