@@ -5,6 +5,8 @@
 (the model's initial weights, a zero update, the smallest client's sample count) and traces
 its ``init`` and ``step`` with `jax.eval_shape` (no arithmetic), so that an attack that cannot
 run on this model, mode or data fails in seconds, not after FedAvg has trained.
+A client-side attack (``kind='client'``, e.g. DMGAN) has no `Attack` to trace: its client
+is built instead (`leakjax.client_attack.build`: its data-dependent checks, no training).
 """
 
 from __future__ import annotations
