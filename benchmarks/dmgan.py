@@ -1,5 +1,7 @@
-"""DMGAN round benchmark: one jitted DMGAN round (`leakjax.attacks.dmgan.make_round`) and
-its parts, on MNIST-shaped random data.
+"""DMGAN round benchmark: one DMGAN round (the honest clients' `make_train_round`, the
+adversary's jitted `leakjax.attacks.dmgan.make_attacker`, the weighted mix `simulate` does with
+a ``client_override``, and judging the generated images) and its parts, on MNIST-shaped
+random data.
 
     python -m benchmarks.dmgan [--images=4800] [--clients=10] [--g_steps=100]
                                [--d_width=64] [--g_width=64] [--repeats=2] [--out=FILE.json]
@@ -10,8 +12,8 @@ epochs, the width-64 discriminator as the global model, 100 generator steps at b
 round, as many fakes as the attacker's real images. Parts timed separately (each jitted,
 steady state = minimum over ``--repeats`` calls, compile = first call minus that): the
 generator's ``g_steps`` Adam steps against the frozen global model; the honest clients'
-local training (`make_train_round`, vmapped); the whole round (generator, attacker's local
-training on real + fake data, honest clients, aggregation, judging the generated images).
+local training (`make_train_round`, vmapped); the adversary's update (generator and its local
+training on real + fake data); the whole round (both, the aggregation, judging the images).
 The reference has no DMGAN timing (REFERENCE.md §6). Prints one JSON line; the 1-minute load
 average is included because the CPU may be shared.
 """
@@ -27,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from leakjax.attacks import dmgan
+from leakjax.attacks import dmgan, dmgan_judge
 from leakjax.fl.server import FLSettings, make_train_round, resolve_client_chunk
 from leakjax.models.generators import DMGANGenerator
 
@@ -48,14 +50,12 @@ def _time(fn, repeats):
 
 
 def bench(images=4800, clients=10, g_steps=100, d_width=64, g_width=64, repeats=2):
-    config = dmgan.default_config()
-    config.dmgan.d_width = d_width
-    model = dmgan.global_model(config, C, SHAPE)
+    model = dmgan.federation_model(dmgan.DISCRIMINATOR, C, SHAPE, d_width=d_width)
     gen = DMGANGenerator(SHAPE, width=g_width)
-    judge_model = dmgan.global_model(config, C - 1, SHAPE)
+    judge_model = dmgan.federation_model(dmgan.DISCRIMINATOR, C - 1, SHAPE, d_width=d_width)
     settings = FLSettings(epochs=2, batch_size=50, lr=0.1)
-    att = dmgan.DMGANSettings(num_fake=images, g_steps=g_steps)
-    mean, std = 0.5, 0.5
+    att = dmgan.DMGANConfig(num_fake=images, g_steps=g_steps)
+    mean, std = jnp.float32(0.5), jnp.float32(0.5)
     ks = jax.random.split(jax.random.key(0), 8)
     gvars = model.init(ks[0])
     gstate = dmgan.init_generator(gen, att, ks[1])
@@ -68,7 +68,7 @@ def bench(images=4800, clients=10, g_steps=100, d_width=64, g_width=64, repeats=
     hkeys = jax.random.split(ks[4], g * c).reshape(g, c)
     ax = jax.random.randint(ks[5], (images,) + SHAPE, 0, 256).astype(jnp.uint8)
     ay = jax.random.randint(ks[6], (images,), 0, C)
-    jd = dmgan.Judge(
+    jd = dmgan_judge.Judge(
         judge_model.init(ks[7]), jnp.zeros((100, int(np.prod(SHAPE)))), jnp.arange(100)
     )
     fixed_z = jax.random.normal(ks[7], (64, att.noise_dim))
@@ -77,9 +77,24 @@ def bench(images=4800, clients=10, g_steps=100, d_width=64, g_width=64, repeats=
     gen_fn = jax.jit(
         lambda s: dmgan.train_generator(gen, model.apply, gvars, s, ks[0], att, mean, std)
     )
-    honest = make_train_round(model, settings, jnp.float32(mean), jnp.float32(std))
+    honest = make_train_round(model, settings, mean, std)
+    attacker = dmgan.make_attacker(model, gen, settings, att, C - 1, images, mean, std)
     none = jnp.zeros((0,), jnp.int32)
-    round_fn = dmgan.make_round(model, gen, judge_model, settings, att, mean, std)
+
+    @jax.jit
+    def score(state, before, after):
+        x = dmgan.sample(gen, state, fixed_z)
+        return dmgan_judge.score(
+            judge_model, jd, model.apply, x, before, after, 3, C - 1, mean, std
+        )
+
+    def round_fn():
+        h_mean, _, _ = honest(gvars, hx, hy, hn, hkeys, lr, none)
+        avars, state, _ = attacker(gvars, gstate, ax, ay, jnp.int32(images), ks[0], lr)
+        n_h, w = float(jnp.sum(hn)), float(images)
+        new = jax.tree.map(lambda a, b: (n_h * a + w * b) / (n_h + w), h_mean, avars)
+        return score(state, gvars, new)
+
     out = {
         "benchmark": "dmgan_round",
         "images_per_client": images,
@@ -94,9 +109,8 @@ def bench(images=4800, clients=10, g_steps=100, d_width=64, g_width=64, repeats=
     parts = {
         "generator": lambda: gen_fn(gstate),
         "honest_clients": lambda: honest(gvars, hx, hy, hn, hkeys, lr, none),
-        "round": lambda: round_fn(
-            gvars, gstate, hx, hy, hn, hkeys, ax, ay, jnp.int32(images), ks[0], lr, jd, fixed_z
-        ),  # fmt: skip
+        "attacker": lambda: attacker(gvars, gstate, ax, ay, jnp.int32(images), ks[0], lr),
+        "round": round_fn,
     }
     for name, fn in parts.items():
         compile_s, step_s = _time(fn, repeats)

@@ -415,6 +415,10 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
     p = prepare(config)
     if progress is None:
         progress = bool(config.output.progress)
+    if p.spec is not None and p.spec.kind == "client":  # a malicious client (e.g. DMGAN)
+        from leakjax import client_attack
+
+        return client_attack.run(p, workdir, progress=progress, resume=resume)
     a = config.attack
     ckdir = workdir / "checkpoints"
     if not resume:

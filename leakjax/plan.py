@@ -5,6 +5,8 @@
 (the model's initial weights, a zero update, the smallest client's sample count) and traces
 its ``init`` and ``step`` with `jax.eval_shape` (no arithmetic), so that an attack that cannot
 run on this model, mode or data fails in seconds, not after FedAvg has trained.
+A client-side attack (``kind='client'``, e.g. DMGAN) has no `Attack` to trace: its client
+is built instead (`leakjax.client_attack.build`: its data-dependent checks, no training).
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ def dry_build(p) -> None:
     """Build and trace the attack on a stand-in observation; a failure is a ConfigError
     naming the attack, model and mode."""
     a = p.config.attack
+    if p.spec.kind == "client":  # no Attack to trace: build the client (its data checks)
+        from leakjax import client_attack
+
+        client_attack.build(p)
+        return
     n = int(a.batch_size) if str(a.mode) == "gradient" else int(np.min(p.train.n))
     obs = stand_in_observation(p, n)
     labels = None

@@ -4,16 +4,17 @@
 
 Each config runs in its own sub-workdir (named after the file); a failing config is
 recorded with its error and the sweep goes on. Files whose name starts with ``_`` (helper
-modules such as configs/paper/_common.py) are skipped by the globs. A config with a
-``dmgan`` group (the client-side attack) runs through `leakjax.attacks.dmgan.run`, any
-other through `leakjax.experiment.run` (``attack.name='none'``: FedAvg only).
+modules such as configs/paper/_common.py) are skipped by the globs. Every config runs through
+`leakjax.experiment.run` (``attack.name='none'``: FedAvg only; a client-side attack such as
+DMGAN: its malicious client in the federation).
 
 Outputs in ``--workdir``: ``results.csv`` and ``results.md`` (one row per experiment:
 attack, data set, model, clients, batch size, local epochs, images attacked, PSNR
 mean/median, SSIM, label accuracy, success rate, final test accuracy (global model on the
 test split), final local test accuracy (on the clients' local test splits),
 ``tracked_fraction`` (DMGAN only: the share of its generated images a held-out classifier
-assigns to the tracked class after the last round), wall seconds, device, status),
+assigns to the tracked class after the last round; a summary's per-round list shows its last
+value), wall seconds, device, status),
 ``contact_sheet.png`` (every experiment's grid.png) and ``fl_accuracy.png`` (accuracy vs
 round: one line per model for the FedAvg-only runs, the paper's Fig. 48, when the sweep has
 any; else one line per experiment with an FL history).
@@ -134,11 +135,8 @@ def run_sweep(specs: list[str], workdir, *, progress: bool = True) -> list[dict]
         print(f"=== {spec} -> {wd}", flush=True)
         try:
             cfg = load_config(spec)
-            if "dmgan" in cfg:  # the client-side attack: its own FedAvg simulation
-                row.update(_dmgan_row(cfg, wd, progress))
-            else:
-                summary = experiment.run(cfg, wd, progress=progress)
-                row.update({k: summary.get(k) for k in COLUMNS if k in summary})
+            summary = experiment.run(cfg, wd, progress=progress)
+            row.update({k: _last(summary[k]) for k in COLUMNS if k in summary})
         except Exception as e:  # noqa: BLE001 - record and go on
             row["status"] = "failed"
             row["error"] = f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]
@@ -157,24 +155,9 @@ def run_sweep(specs: list[str], workdir, *, progress: bool = True) -> list[dict]
     return rows
 
 
-def _dmgan_row(cfg, wd, progress: bool) -> dict:
-    """Run a DMGAN config; its summary mapped onto the sweep's columns."""
-    from leakjax.attacks import dmgan
-
-    s = dmgan.run(cfg, wd, progress=progress)
-    return {
-        "attack": s.get("attack", "dmgan"),
-        "mode": "client",
-        "dataset": s.get("dataset"),
-        "model": s.get("model"),
-        "num_clients": s.get("num_clients"),
-        "batch_size": int(cfg.fl.batch_size),
-        "local_epochs": int(cfg.fl.local_epochs),
-        "tracked_fraction": s.get("final_tracked_fraction"),
-        "final_local_test_acc": s.get("final_local_test_acc"),
-        "wall_seconds": s.get("wall_seconds"),
-        "device": s.get("device"),
-    }
+def _last(value):
+    """A summary's per-round list (e.g. DMGAN's ``tracked_fraction``): its last value."""
+    return value[-1] if isinstance(value, list) and value else value
 
 
 def contact_sheet(root: pathlib.Path, names: list[str]) -> None:

@@ -380,3 +380,67 @@ def test_copies_schedule_trains_each_copy_in_order_with_momentum_carried(mlp):
             )
     out = client_update(mlp.apply, v, x, y, None, None, hp, schedule=copies_schedule(e, n, b))
     _close(out["params"], state.variables["params"])
+
+
+class _HonestOverride:
+    """A client_override that trains exactly as an honest client would (its sample count as
+    its weight, or ``weight``), recording when it is called."""
+
+    def __init__(self, model, client_id, mean, std, weight=None):
+        self.model, self.client_id, self.weight = model, client_id, weight
+        self.mean, self.std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
+        self.rounds, self.points = [], []
+
+    def update(self, round, global_vars, hp, x_u8, y, n, key):
+        self.rounds.append(round)
+        x = (jnp.asarray(x_u8, jnp.float32) / 255.0 - self.mean) / self.std
+        mask = jnp.arange(x.shape[0]) < n
+        after = client_update(self.model.apply, global_vars, x, y, mask, key, hp)
+        return after, n if self.weight is None else self.weight
+
+    def after_round(self, point, global_before, global_after):
+        self.points.append(point)
+        return {"probe": point, "moved": float(param_sq(global_before, global_after))}
+
+
+def param_sq(a, b):
+    return sum(jnp.sum((x - y) ** 2) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_client_override_that_trains_honestly_changes_nothing(mlp):
+    """The override's update enters the mean with its weight: an override doing what honest
+    training does gives the plain FedAvg result; it is called only in the rounds that select
+    it, after_round at every evaluation point, its stats land in the history."""
+    ds, train, test, mean, std = _clients(num_clients=4, n=200)
+    s = FLSettings(rounds=3, client_fraction=0.5, epochs=1, batch_size=8, lr=0.1, momentum=0.5)
+    run = lambda o=None: simulate(
+        mlp, train, test, None, None, mean, std, s, jax.random.key(3), progress=False,
+        seed=5, client_override=o,
+    )  # fmt: skip
+    plain = run()
+    o = _HonestOverride(mlp, 1, mean, std)
+    res = run(o)
+    _close(res.variables, plain.variables, rtol=1e-5, atol=1e-6)
+    sel = res.history["selected"]
+    assert sel == plain.history["selected"]
+    assert o.rounds == [r for r in range(3) if 1 in sel[r + 1]] and o.rounds, sel
+    assert len(o.rounds) < 3  # some round left it out (else the test says less)
+    assert o.points == [0, 1, 2, 3] and res.history["probe"] == [0, 1, 2, 3]
+    assert res.history["moved"][0] == 0.0 and min(res.history["moved"][1:]) > 0.0
+
+
+def test_client_override_weight_zero_is_fedavg_without_it(mlp):
+    """Weight 0: the new global model is the honest clients' mean, the malicious client
+    (n set to 0 in honest training) left out: FedAvg of the other clients."""
+    ds, train, test, mean, std = _clients(num_clients=4, n=200)
+    s = FLSettings(rounds=2, epochs=1, batch_size=8, lr=0.1)
+    key = jax.random.key(4)
+    o = _HonestOverride(mlp, 3, mean, std, weight=0.0)
+    res = simulate(mlp, train, test, None, None, mean, std, s, key, progress=False, client_override=o)  # fmt: skip
+    three = type(train)(train.x[:3], train.y[:3], train.n[:3])
+    ref = simulate(mlp, three, test, None, None, mean, std, s, key, progress=False)
+    _close(res.variables, ref.variables, rtol=1e-5, atol=1e-6)
+    assert o.rounds == [0, 1]
+    np.testing.assert_allclose(
+        res.history["train_loss"][1:], ref.history["train_loss"][1:], rtol=1e-5
+    )

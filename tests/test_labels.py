@@ -19,6 +19,7 @@ from leakjax.types import ConfigError
 SHAPES = {
     "cnn": (16, 16, 3),
     "cnn3": (8, 8, 1),
+    "dmgan_discriminator": (8, 8, 1),
     "mlp": (8, 8, 1),
     "fc2": (8, 8, 1),
     "lenet": (16, 16, 1),

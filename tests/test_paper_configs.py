@@ -8,8 +8,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from leakjax import config, data, sweep
-from leakjax.attacks import dmgan
+from leakjax import attacks, config, data, sweep
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAPER = ROOT / "configs" / "paper"
@@ -35,12 +34,12 @@ EXPECTED = {
     "fig24_ggl_fedavg_100clients": ("ggl", "cnn", "cifar10"),
     "fig25_grnn_fedavg_100clients": ("grnn", "cnn", "cifar10"),
     "fig26_rtf_fedavg_100clients": ("rtf", "resnet18+imprint", "cifar10"),
-    "fig27_dmgan_mnist_10clients": ("dmgan", dmgan.DISCRIMINATOR, "mnist"),
+    "fig27_dmgan_mnist_10clients": ("dmgan", "dmgan_discriminator", "mnist"),
     "fig28_ig_fedavg_10clients": ("ig", "cnn", "cifar10"),
     "fig29_dlf_fedavg_20clients": ("dlf", "cnn3", "cifar100"),
     "fig30_rtf_fedavg_10clients": ("rtf", "resnet18+imprint", "cifar10"),
     "fig31_ggl_fedavg_10clients": ("ggl", "cnn", "cifar10"),
-    "fig32_dmgan_mnist_100clients": ("dmgan", dmgan.DISCRIMINATOR, "mnist"),
+    "fig32_dmgan_mnist_100clients": ("dmgan", "dmgan_discriminator", "mnist"),
     "fig33_ig_fedavg_batch50": ("ig", "cnn", "cifar10"),
     "fig34_dlf_fedavg_batch50": ("dlf", "cnn3", "cifar100"),
     "fig35_rtf_fedavg_batch50": ("rtf", "resnet18+imprint", "cifar10"),
@@ -51,7 +50,7 @@ EXPECTED = {
     "fig40_ggl_fedavg_5epochs": ("ggl", "cnn", "cifar10"),
     "fig41_ig_gradient_tinyimagenet": ("ig", "cnn", "tiny_imagenet"),
     "fig42_rtf_gradient_tinyimagenet": ("rtf", "resnet18+imprint", "tiny_imagenet"),
-    "fig43_dmgan_cifar10": ("dmgan", dmgan.DISCRIMINATOR, "cifar10"),
+    "fig43_dmgan_cifar10": ("dmgan", "dmgan_discriminator", "cifar10"),
     "fig44_dlf_fc2_100clients": ("dlf", "fc2", "cifar100"),
     "fig45_dlf_fc2_1000clients": ("dlf", "fc2", "cifar100"),
     "fig46_rtf_cnn_100clients": ("rtf", "cnn+imprint", "cifar10"),
@@ -83,23 +82,21 @@ def _no_env(monkeypatch):
 
 def _load(path, preset=""):
     cfg = sweep.load_config(f"{path}:{preset}" if preset else path)
-    if "dmgan" in cfg:
-        dmgan.validate(cfg)
-    else:
-        config.validate(cfg)
+    config.validate(cfg)
     return cfg
 
 
 def _identity(cfg):
-    attack = "dmgan" if "dmgan" in cfg else cfg.attack.name
+    attack = cfg.attack.name
     model = cfg.model.name + ("+imprint" if cfg.model.get("imprint_bins", 0) else "")
     return attack, model, cfg.data.name
 
 
 def _size(cfg):
     """(FL rounds, attack steps or DMGAN generator steps, attacked images/clients)."""
-    if "dmgan" in cfg:
-        return cfg.fl.rounds, cfg.dmgan.g_steps, cfg.dmgan.eval_steps
+    if cfg.attack.name == "dmgan":  # its settings as bound (the defaults where unset)
+        att = attacks.get("dmgan").bind(cfg.attack)
+        return cfg.fl.rounds, att.g_steps, att.eval_steps
     a = cfg.attack
     if a.name == "none":
         return cfg.fl.rounds, 0, 0
@@ -155,7 +152,7 @@ def test_cpu_presets_give_every_client_a_local_batch(real, monkeypatch, tmp_path
     for path in FILES:
         for preset in ("cpu", "tiny"):
             c = _load(path, preset)
-            if int(c.fl.rounds) == 0 or ("dmgan" not in c and c.attack.mode == "gradient"):
+            if int(c.fl.rounds) == 0 or c.attack.mode == "gradient":
                 continue
             labels = digits if c.data.name == "digits" else np.arange(c.data.max_train) % 10
             part = data.partition_from_config(labels, c)

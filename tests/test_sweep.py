@@ -69,10 +69,12 @@ def get_config(preset=""):
 """
 
 DMGAN = """
-from leakjax.attacks.dmgan import default_config
+from leakjax.config import base_config
 
 def get_config(preset=""):
-    c = default_config()
+    c = base_config()
+    c.attack.name = "dmgan"
+    c.model.name = "dmgan_discriminator"
     c.data.name = "digits"
     c.fl.num_clients = 4
     c.fl.batch_size = 7
@@ -119,31 +121,38 @@ def test_fedavg_without_attack_and_its_accuracy_plot(tmp_path, monkeypatch):
     assert sorted(drawn) == ["fc2", "mlp"]  # the attacked run's curve is left out
 
 
-def test_dmgan_configs_go_to_the_dmgan_runner(tmp_path, monkeypatch):
-    from leakjax.attacks import dmgan
+def test_client_attack_configs_run_through_experiment_run(tmp_path, monkeypatch):
+    """A DMGAN config is an ordinary config: experiment.run prepares it (the client's data
+    checks included) and hands it to client_attack.run; its per-round tracked_fraction
+    shows as the last round's value."""
+    from leakjax import client_attack
 
     seen = {}
 
-    def fake_run(config, workdir, key=None, *, progress=None):
-        seen["config"], seen["progress"] = config, progress
+    def fake_run(p, workdir, *, progress, resume=False):
+        seen["name"], seen["progress"] = p.config.attack.name, progress
+        seen["model"] = client_attack.build(p).model.num_classes
         pathlib.Path(workdir).mkdir(parents=True)
         return {
             "attack": "dmgan",
-            "dataset": config.data.name,
-            "model": config.model.name,
+            "mode": "client",
+            "dataset": p.config.data.name,
+            "model": p.config.model.name,
             "num_clients": 4,
-            "rounds": 30,
-            "final_tracked_fraction": 0.75,
+            "batch_size": 7,
+            "local_epochs": 3,
+            "tracked_fraction": [0.0, 0.5, 0.75],
             "final_local_test_acc": 0.5,
             "wall_seconds": 1.5,
             "device": "cpu",
         }
 
-    monkeypatch.setattr(dmgan, "run", fake_run)
+    monkeypatch.setattr(client_attack, "run", fake_run)
     (tmp_path / "dm.py").write_text(DMGAN)
     rows = sweep.run_sweep([f"{tmp_path}/dm.py"], tmp_path / "out", progress=False)
     (r,) = rows
-    assert r["status"] == "ok" and seen["progress"] is False and "dmgan" in seen["config"]
+    assert r["status"] == "ok", r
+    assert seen == {"name": "dmgan", "progress": False, "model": 11}
     assert r["attack"] == "dmgan" and r["mode"] == "client" and r["dataset"] == "digits"
     assert r["tracked_fraction"] == 0.75 and r["final_local_test_acc"] == 0.5
     assert r["batch_size"] == 7 and r["local_epochs"] == 3 and r["num_clients"] == 4

@@ -1,4 +1,5 @@
-"""Defense study: configs/paper/fig09_cpa_gradient.py under every defense (configs/defenses/_study.py).
+"""Defense study: configs/paper/fig09_cpa_gradient.py under every defense
+(configs/defenses/_study.py).
 
     leakjax-sweep --configs=configs/defenses/cpa.py:cpu --workdir=DIR
 """

@@ -1,4 +1,5 @@
-"""Defense study: configs/paper/fig21_dlf_fedavg_100clients.py under every defense (configs/defenses/_study.py).
+"""Defense study: configs/paper/fig21_dlf_fedavg_100clients.py under every defense
+(configs/defenses/_study.py).
 
     leakjax-sweep --configs=configs/defenses/dlf.py:cpu --workdir=DIR
 """

@@ -1,4 +1,5 @@
-"""Defense study: configs/paper/fig06_idlg_gradient.py under every defense (configs/defenses/_study.py).
+"""Defense study: configs/paper/fig06_idlg_gradient.py under every defense
+(configs/defenses/_study.py).
 
     leakjax-sweep --configs=configs/defenses/idlg_gradient.py:cpu --workdir=DIR
 """

@@ -1,4 +1,5 @@
-"""Defense study: configs/paper/fig20_ig_fedavg_100clients.py under every defense (configs/defenses/_study.py).
+"""Defense study: configs/paper/fig20_ig_fedavg_100clients.py under every defense
+(configs/defenses/_study.py).
 
     leakjax-sweep --configs=configs/defenses/ig_fedavg.py:cpu --workdir=DIR
 """

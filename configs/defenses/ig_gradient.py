@@ -1,4 +1,5 @@
-"""Defense study: configs/paper/fig07_ig_gradient.py under every defense (configs/defenses/_study.py).
+"""Defense study: configs/paper/fig07_ig_gradient.py under every defense
+(configs/defenses/_study.py).
 
     leakjax-sweep --configs=configs/defenses/ig_gradient.py:cpu --workdir=DIR
 """

@@ -1,4 +1,5 @@
-"""Defense study: configs/paper/fig26_rtf_fedavg_100clients.py under every defense (configs/defenses/_study.py).
+"""Defense study: configs/paper/fig26_rtf_fedavg_100clients.py under every defense
+(configs/defenses/_study.py).
 
     leakjax-sweep --configs=configs/defenses/rtf.py:cpu --workdir=DIR
 """
@@ -11,4 +12,6 @@ from _study import family  # noqa: E402
 
 
 def get_configs(preset: str = ""):
-    return family("fig26_rtf_fedavg_100clients.py", preset, defenses=("secure_agg", "prune", "dp_sgd"))
+    return family(
+        "fig26_rtf_fedavg_100clients.py", preset, defenses=("secure_agg", "prune", "dp_sgd")
+    )

@@ -145,7 +145,7 @@ def _fit_clients(c) -> None:
     paper's count cannot give every client a local batch on the small CPU data (100 clients x
     batch 50 need 6,250 images; the CPU study has 2,000): the batch size, the setting these
     figures are about, is kept."""
-    trains = int(c.fl.rounds) > 0 and ("dmgan" in c or c.attack.mode != "gradient")
+    trains = int(c.fl.rounds) > 0 and c.attack.mode != "gradient"
     if trains and int(c.fl.num_clients) > max_clients(c):
         c.fl.num_clients = max_clients(c)
 
@@ -184,7 +184,6 @@ def shrink(c, preset: str, cpu: dict | None = None, tiny: dict | None = None):
     if not preset:
         return c
     c.name += f"_{preset}"
-    dmgan = "dmgan" in c
     real = _real_data(c.data.name)
     if real:
         c.data.name, c.data.data_dir = real
@@ -197,7 +196,7 @@ def shrink(c, preset: str, cpu: dict | None = None, tiny: dict | None = None):
     # of a Dirichlet(0.5) split the 15 images it needs, nor 50 for a local batch of 50
     c.data.partition = "iid"
     c.fl.rounds = min(int(c.fl.rounds), 2)
-    if not dmgan and c.attack.name != "none":
+    if c.attack.name != "none":
         c.attack.restarts = 1
         if c.attack.mode == "fedavg":
             c.attack.rounds = (-1,)
@@ -208,9 +207,9 @@ def shrink(c, preset: str, cpu: dict | None = None, tiny: dict | None = None):
         _set(c, key, value)
     _fit_clients(c)
     if preset == "tiny":
-        if c.fl.rounds > 1 and (dmgan or c.attack.name != "none"):
+        if c.fl.rounds > 1 and c.attack.name != "none":
             c.fl.rounds = 1
-        if not dmgan and c.attack.name != "none":
+        if c.attack.name != "none":
             c.attack.steps = min(int(c.attack.steps), 4)
             c.attack.chunk = 4
             c.attack.clients = 1
@@ -218,6 +217,6 @@ def shrink(c, preset: str, cpu: dict | None = None, tiny: dict | None = None):
                 c.attack.cpa_steps = min(int(c.attack.cpa_steps), 4)
         for key, value in (tiny or {}).items():
             _set(c, key, value)
-    if not dmgan and c.attack.name != "none":
+    if c.attack.name != "none":
         c.attack.chunk = min(int(c.attack.chunk), int(c.attack.steps))
     return c

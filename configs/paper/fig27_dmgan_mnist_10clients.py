@@ -11,14 +11,19 @@ classifier calls class 3.
 import pathlib
 import sys
 
-from leakjax.attacks.dmgan import default_config
+from leakjax.config import base_config
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import shrink  # noqa: E402
 
 
 def get_config(preset: str = ""):
-    c = default_config()
+    c = base_config()  # the reference's dmgan.sh; DMGAN's own settings: their defaults
+    c.data.normalize = "half"
+    c.model.name = "dmgan_discriminator"
+    c.attack.name = "dmgan"
+    c.attack.tracked_class = 3
+    c.attack.attacker = 0
     c.name = "fig27_dmgan_mnist_10clients"
     c.data.name = "mnist"
     c.fl.num_clients = 10
@@ -30,13 +35,13 @@ def get_config(preset: str = ""):
             # tests/test_dmgan.py's MNIST setting (> 50% recognized by round 10 there)
             "fl.rounds": 10,
             "fl.local_epochs": 1,
-            "dmgan.d_width": 16,
-            "dmgan.g_width": 16,
-            "dmgan.g_steps": 30,
-            "dmgan.g_batch": 32,
-            "dmgan.num_images": 32,
-            "dmgan.eval_steps": 300,
-            "dmgan.eval_max": 3000,
+            "attack.d_width": 16,
+            "attack.g_width": 16,
+            "attack.g_steps": 30,
+            "attack.g_batch": 32,
+            "attack.num_images": 32,
+            "attack.eval_steps": 300,
+            "attack.eval_max": 3000,
         },
-        tiny={"dmgan.g_steps": 4, "dmgan.eval_steps": 10, "dmgan.num_images": 16},
+        tiny={"attack.g_steps": 4, "attack.eval_steps": 10, "attack.num_images": 16},
     )

@@ -1,8 +1,8 @@
 """Fig. 43: DMGAN on CIFAR-10 (the reference's experiments/fed/dmgan.sh; `leakjax.attacks.dmgan`):
 CIFAR-10, 10 clients (Dirichlet 0.5), 30 rounds, 2 local epochs, batch 50, lr 0.1 (x0.95),
-tracked class 3; client 0 is the adversary. Runs through `leakjax.attacks.dmgan.run` (leakjax-
-sweep dispatches configs with a ``dmgan`` group there); the sweep's ``tracked_fraction`` column
-is the share of the last round's generated images a held-out classifier calls class 3.
+tracked class 3; client 0 is the adversary. A client-side attack (``attack.name="dmgan"``),
+run by leakjax and leakjax-sweep like every config; the sweep's ``tracked_fraction`` column is
+the share of the last round's generated images a held-out classifier calls class 3.
 
     leakjax-sweep --workdir=DIR --configs=configs/paper/fig43_dmgan_cifar10.py:cpu
 """
@@ -10,14 +10,19 @@ is the share of the last round's generated images a held-out classifier calls cl
 import pathlib
 import sys
 
-from leakjax.attacks.dmgan import default_config
+from leakjax.config import base_config
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import shrink  # noqa: E402
 
 
 def get_config(preset: str = ""):
-    c = default_config()
+    c = base_config()  # the reference's dmgan.sh; DMGAN's own settings: their defaults
+    c.data.normalize = "half"
+    c.model.name = "dmgan_discriminator"
+    c.attack.name = "dmgan"
+    c.attack.tracked_class = 3
+    c.attack.attacker = 0
     c.name = "fig43_dmgan_cifar10"
     c.data.name = "cifar10"
     c.fl.num_clients = 10
@@ -29,13 +34,13 @@ def get_config(preset: str = ""):
             # tests/test_dmgan.py's MNIST setting (> 50% recognized by round 10 there)
             "fl.rounds": 10,
             "fl.local_epochs": 1,
-            "dmgan.d_width": 16,
-            "dmgan.g_width": 16,
-            "dmgan.g_steps": 30,
-            "dmgan.g_batch": 32,
-            "dmgan.num_images": 32,
-            "dmgan.eval_steps": 300,
-            "dmgan.eval_max": 3000,
+            "attack.d_width": 16,
+            "attack.g_width": 16,
+            "attack.g_steps": 30,
+            "attack.g_batch": 32,
+            "attack.num_images": 32,
+            "attack.eval_steps": 300,
+            "attack.eval_max": 3000,
         },
-        tiny={"dmgan.g_steps": 4, "dmgan.eval_steps": 10, "dmgan.num_images": 16},
+        tiny={"attack.g_steps": 4, "attack.eval_steps": 10, "attack.num_images": 16},
     )

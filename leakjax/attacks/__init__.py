@@ -1,6 +1,17 @@
 """Privacy attacks on federated learning: registry, run loop, losses."""
 
-from leakjax.attacks import cpa, dlf, dlg, ggl, grnn, idlg, inverting_gradients, losses, rtf
+from leakjax.attacks import (
+    cpa,
+    dlf,
+    dlg,
+    dmgan,
+    ggl,
+    grnn,
+    idlg,
+    inverting_gradients,
+    losses,
+    rtf,
+)
 from leakjax.attacks.base import Attack, Reconstruction, RunResult, resolve_vmap_chunk, run
 from leakjax.attacks.registry import AttackSpec, get, names, register
 
@@ -13,6 +24,7 @@ register(rtf.SPEC)
 register(cpa.SPEC)
 register(cpa.SPEC_FI)
 register(ggl.SPEC)
+register(dmgan.SPEC)
 
 __all__ = [
     "Attack",

@@ -52,7 +52,10 @@ class AttackSpec:
         without label modes of its own (e.g. DLF: 'dimitrov').
       check: ``check(settings, mode)`` for cross-setting checks (one-line ConfigError), or None.
       paper: citation.
-      kind: 'optimization' (an `Attack` run by `attacks.run`).
+      kind: 'optimization' or 'analytic' (an `Attack` run by `attacks.run` on what the server
+        observes), or 'client': a malicious client; then ``make(prepared, settings)``
+        returns it (`leakjax.client_attack`: `simulate`'s ``client_override``) and
+        `leakjax.experiment.run` runs it through `leakjax.client_attack.run`.
       sequential_on_cpu: ``f(settings) -> bool``: `attacks.run`'s auto ``vmap_chunk`` runs
         this attack's restarts one after another on CPU in every mode (not only fedavg).
       example: ``(('model.name', 'fc2'), ...)``: config overrides under which the attack runs

@@ -248,6 +248,28 @@ def _check(settings: FLSettings, num_clients: int, n: np.ndarray) -> None:
         )
 
 
+def _override_round(override, r, variables, honest_mean, n_honest, hp, train, key):
+    """The new global model of a round in which ``override``'s client is selected: its
+    ``update`` (host-side) gives ``(variables_after, weight)`` and the server averages
+    ``(n_h * honest_mean + weight * variables_after) / (n_h + weight)``, ``n_h`` the honest
+    clients' sample total (the old global model when both are 0)."""
+    c = int(override.client_id)
+    x, y, n = train
+    after, weight = override.update(r, variables, hp, x[c], y[c], int(n[c]), key)
+    weight = float(weight)
+    total = float(n_honest) + weight
+    if total <= 0:
+        return variables
+    a, b = float(n_honest) / total, weight / total
+    return jax.tree.map(lambda h, v: a * h + b * jnp.asarray(v, h.dtype), honest_mean, after)
+
+
+def _record(history: dict, stats: dict, point: int) -> None:
+    """Append ``stats`` at evaluation point ``point`` (keys first seen later: None before)."""
+    for k, v in stats.items():
+        history.setdefault(k, [None] * point).append(v)
+
+
 def simulate(
     model,
     train,
@@ -266,6 +288,7 @@ def simulate(
     progress: bool = True,
     seed: int = 0,
     defense=None,
+    client_override=None,
 ) -> SimResult:
     """Run FedAvg and collect the server's observations at the attacked rounds.
 
@@ -289,12 +312,33 @@ def simulate(
         FedAvg). Under secure aggregation (K clients per aggregate) the observation of an
         attacked client is the sample-weighted mean update of its group of K (itself and
         K - 1 others of the round, at random) and its truth the union of their images.
+      client_override: a malicious client (a client-side attack, `leakjax.client_attack`), or
+        None. An object with ``client_id: int`` and two methods, called host-side:
+        ``update(round, global_vars, hp, x_u8, y, n, key) -> (variables_after, weight)`` in
+        each round (0-based) that selects ``client_id``, with the round's `ClientHParams`, that
+        client's padded uint8 data, sample count and key (the key it would train with); and
+        ``after_round(point, global_before, global_after) -> dict`` at every evaluation point
+        (0: the initial model, before = after; r + 1: after round r), whose entries are
+        appended to the history under their keys. In a round that selects it, the honest
+        clients train as usual with its sample count set to 0 (its slot is left out of
+        their mean and training loss) and the new global model is ``(n_h * honest_mean +
+        weight * variables_after) / (n_h + weight)``, ``n_h`` the honest sample total. Its
+        data do not enter the batch-size check; observations of it would be of honest
+        training (attack it with ``attack_rounds=()``).
 
     Returns:
       SimResult.
     """
     num_clients = int(train.n.shape[0])
-    _check(settings, num_clients, np.asarray(train.n))
+    n_checked = np.asarray(train.n)
+    if client_override is not None:
+        if not 0 <= int(client_override.client_id) < num_clients:
+            raise ConfigError(
+                f"client_override.client_id={client_override.client_id} is not a client id "
+                f"(0..{num_clients - 1})"
+            )
+        n_checked = np.delete(n_checked, int(client_override.client_id))
+    _check(settings, num_clients, n_checked)
     bad_rounds = [r for r in attack_rounds if not 0 <= r < settings.rounds]
     if bad_rounds:
         raise ConfigError(f"attack.rounds {bad_rounds} outside [0, fl.rounds={settings.rounds})")
@@ -341,6 +385,8 @@ def simulate(
     history = {"round": [0], "lr": [None], "train_loss": [None], "selected": [[]]}
     for k, val in evaluate(variables).items():
         history.setdefault(k, []).append(val)
+    if client_override is not None:
+        _record(history, client_override.after_round(0, variables, variables), 0)
     observations, truths = [], []
     prog = Progress("fedavg", settings.rounds, unit="round", enabled=progress)
     attack_set = set(int(r) for r in attack_rounds)
@@ -349,6 +395,9 @@ def simulate(
         pad = slots - m
         sel_p = np.concatenate([sel, np.zeros(pad, sel.dtype)])
         n_sel = np.concatenate([n_all[sel], np.zeros(pad, n_all.dtype)])
+        malicious = client_override is not None and int(client_override.client_id) in sel
+        if malicious:  # the honest clients' mean leaves the malicious client out
+            n_sel[np.searchsorted(sel, int(client_override.client_id))] = 0
         shape = lambda a: a.reshape((num_chunks, chunk) + a.shape[1:])
         if r in attack_set:
             if isinstance(attack_clients, int):
@@ -417,6 +466,14 @@ def simulate(
                     owners=None if group == 1 else np.repeat(g, [int(n_all[c]) for c in g]),
                 )
             )
+        if malicious:
+            c = int(client_override.client_id)
+            new_vars = _override_round(
+                client_override, r, variables, new_vars, int(n_sel.sum()), hp,
+                (x_all, y_all, n_all), jax.random.fold_in(round_key, c),
+            )  # fmt: skip
+        if client_override is not None:
+            _record(history, client_override.after_round(r + 1, variables, new_vars), r + 1)
         variables = new_vars
         ev = evaluate(variables)
         history["round"].append(r + 1)

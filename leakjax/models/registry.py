@@ -118,6 +118,15 @@ def _vgg(num_classes, input_shape, impl, head: str = "small", batch_norm: bool =
     return vgg.VGG16(num_classes, head=head, batch_norm=bool(batch_norm), impl=impl)
 
 
+def _dmgan_discriminator(num_classes, input_shape, impl, width: int = 64):
+    from leakjax.models.generators import DMGANDiscriminator
+
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ConfigError(f"model option width={width!r} must be a positive int")
+    slope = 0.01 if input_shape[2] == 1 else 0.2  # the reference's MNIST / CIFAR variants
+    return DMGANDiscriminator(num_classes, width=width, negative_slope=slope, impl=impl)
+
+
 _REGISTRY: dict[str, _Entry] = {
     "cnn": _Entry(_cnn, _cnn_min, lambda o: False),
     "cnn3": _Entry(
@@ -125,6 +134,7 @@ _REGISTRY: dict[str, _Entry] = {
         lambda o: 4,
         lambda o: False,
     ),
+    "dmgan_discriminator": _Entry(_dmgan_discriminator, lambda o: 4, lambda o: False),
     "mlp": _Entry(lambda n, s, impl: mlp.MLP(n), lambda o: 1, lambda o: False),
     "fc2": _Entry(lambda n, s, impl: mlp.FC2(n), lambda o: 1, lambda o: False),
     "lenet": _Entry(
@@ -177,7 +187,8 @@ def get(
         conv_impl: convolution implementation, one of
             :data:`leakjax.models.conv.IMPLS` ("auto": the fastest measured on this backend).
         **kwargs: model options: cnn ``variant`` ("auto" | "cifar" | "mnist"); vgg16 ``head``
-            ("small" | "cpa") and ``batch_norm`` (bool).
+            ("small" | "cpa") and ``batch_norm`` (bool); dmgan_discriminator ``width`` (int,
+            the first convolution's channels; 64: the reference's).
 
     Returns:
         A :class:`Model`.
