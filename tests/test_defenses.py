@@ -405,3 +405,32 @@ def test_a_defense_family_sweeps_into_a_table_with_epsilon_and_a_frontier(tmp_pa
     assert rows[1]["defense"] == "dp_sgd" and 0 < rows[1]["epsilon"] < 100
     assert (tmp_path / "out" / "frontier.png").stat().st_size > 0
     assert "epsilon" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_dp_sgd_clipping_matches_optax_and_differentiates_through_padding(mlp):
+    import optax
+
+    v = mlp.init(jax.random.key(0))
+    x, y = _batch(4)
+    valid = jnp.array([1, 1, 1, 0], bool)
+    fn = _pipe("dp_sgd", clip=0.05, noise_multiplier=0.0).grad_fn()
+
+    def one(xi, yi):
+        return jax.grad(
+            lambda p: loss_and_state(mlp.apply, p, v, xi[None], yi[None], None, True)[0]
+        )(v["params"])
+
+    per_ex = jax.vmap(one)(x[:3], y[:3])
+    leaves, treedef = jax.tree.flatten(per_ex)
+    ref, _ = optax.per_example_global_norm_clip(leaves, 0.05)
+    _, _, g = fn(mlp.apply, v["params"], v, x, y, valid, None)
+    for a, b in zip(_leaves(g), [np.asarray(r) / 3 for r in ref]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
+    # an attacker differentiates w.r.t. the inputs through it, padding row included
+    dx = jax.grad(
+        lambda xx: sum(
+            jnp.sum(a)
+            for a in jax.tree.leaves(fn(mlp.apply, v["params"], v, xx, y, valid, None)[2])
+        )
+    )(x)
+    assert np.all(np.isfinite(np.asarray(dx)))

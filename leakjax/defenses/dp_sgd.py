@@ -1,7 +1,8 @@
 """DP-SGD inside each local step (Abadi et al., "Deep Learning with Differential Privacy",
 CCS 2016, arXiv 1607.00133): per-example gradients (``vmap``), each clipped to L2 norm
-``clip`` (`optax.per_example_global_norm_clip`), Gaussian noise of std
-``noise_multiplier * clip`` added to their sum, divided by the batch's number of rows.
+``clip`` (as `optax.per_example_global_norm_clip`, with a finite derivative at zero),
+Gaussian noise of std ``noise_multiplier * clip`` added to their sum, divided by the
+batch's number of rows.
 
 BatchNorm statistics, where the model has them, come from the whole minibatch (they mix
 examples; DP-SGD's guarantee covers the parameters only).
@@ -13,12 +14,27 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from leakjax.defenses import accounting
 from leakjax.defenses.base import Defense, tree_noise
 from leakjax.fl.client import loss_and_state
 from leakjax.settings import setting
+
+
+def _clipped_sum(per_ex, mask, clip):
+    """``sum_i mask_i * g_i * min(1, clip / ||g_i||)`` over the leading axis.
+
+    The same as `optax.per_example_global_norm_clip` on the masked gradients, but with a
+    finite derivative where a per-example gradient is zero (a padding row): optax's
+    ``sqrt`` there has an infinite derivative, which NaNs an attacker that differentiates
+    through the simulated DP-SGD steps."""
+    sq = sum(
+        jnp.sum(jnp.square(a).reshape(a.shape[0], -1), axis=1) for a in jax.tree.leaves(per_ex)
+    )
+    safe = jnp.where(sq > 0, sq, 1.0)
+    norm = jnp.where(sq > 0, jnp.sqrt(safe), 0.0)
+    scale = mask / jnp.maximum(norm / clip, 1.0)
+    return jax.tree.map(lambda a: jnp.tensordot(scale.astype(a.dtype), a, axes=1), per_ex)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,10 +63,7 @@ class DPSGD(Defense):
 
             per_ex = jax.vmap(one)(xb, yb)
             m = valid.astype(jnp.float32)
-            per_ex = jax.tree.map(lambda a: a * m.reshape((-1,) + (1,) * (a.ndim - 1)), per_ex)
-            leaves, treedef = jax.tree.flatten(per_ex)
-            summed, _ = optax.per_example_global_norm_clip(leaves, clip)
-            g = jax.tree.unflatten(treedef, summed)
+            g = _clipped_sum(per_ex, m, clip)
             if key is not None and z > 0:
                 g = jax.tree.map(jnp.add, g, tree_noise(key, g, z * clip))
             count = jnp.maximum(jnp.sum(m), 1.0)
