@@ -84,7 +84,7 @@ def _variants(spec: str) -> list[str]:
     """A family file (``get_configs(preset) -> {variant: config}``, e.g. configs/defenses/)
     expands into one spec per variant."""
     path, _, preset = spec.partition(":")
-    if not pathlib.Path(path).is_file():
+    if "#" in spec or not pathlib.Path(path).is_file():  # one variant named already
         return [spec]
     mod = _module(path)
     if not hasattr(mod, "get_configs"):

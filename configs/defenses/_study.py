@@ -33,6 +33,8 @@ STRENGTHS = {
 #: defenses that need FedAvg rounds (the server's mean or its observation)
 FEDAVG_ONLY = ("dp_fedavg", "secure_agg")
 TINY = {"dp_sgd": (0.0, 2.0), "prune": (0.9,), "quantize": (2,)}
+#: strengths also run against a non-adaptive attacker (attack.adaptive=False)
+NAIVE = {"dp_sgd": 1.0, "prune": 0.9, "soteria": 0.8, "clip_update": 0.01}
 #: FedAvg rounds of the 'cpu' preset: enough for the test accuracy to separate the defenses
 #: (the paper configs' cpu preset trains 1-2 rounds, where every model is near chance)
 CPU_ROUNDS = 5
@@ -72,4 +74,10 @@ def family(file: str, preset: str, *, defenses=None) -> dict:
                     c.defense[key] = v
                 c.name = f"{base.name}-{name}" + ("" if key is None else f"-{v:g}")
             out[f"{name}" + ("" if key is None else f"-{v:g}")] = c
+            if preset != "tiny" and name in NAIVE and NAIVE[name] == v:
+                naive = c.copy_and_resolve_references()
+                with naive.unlocked():
+                    naive.attack.adaptive = False
+                    naive.name += "-naive"
+                out[f"{name}-{v:g}-naive"] = naive
     return out
