@@ -244,7 +244,10 @@ def main(argv) -> None:
         "ssim_mean",
         "success_rate",
         "label_accuracy",
+        "final_tracked_fraction",
         "final_test_acc",
+        "defense",
+        "epsilon",
         "wall_seconds",
     )
     print("summary: " + ", ".join(f"{k}={summary.get(k)}" for k in keys if k in summary))

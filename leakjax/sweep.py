@@ -230,8 +230,11 @@ def main(argv) -> None:
     if not _CONFIGS.value or not _WORKDIR.value:
         print("leakjax-sweep: error: --configs and --workdir are required", file=sys.stderr)
         sys.exit(2)
+    import logging
+
     from leakjax.types import ConfigError
 
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # the TPU INFO line
     try:
         rows = run_sweep(expand(_CONFIGS.value), _WORKDIR.value)
     except ConfigError as e:
