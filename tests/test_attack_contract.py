@@ -10,6 +10,7 @@ import pytest
 
 from leakjax import attacks, config, data, experiment
 from leakjax.attacks.registry import RUN_KEYS
+from leakjax.fl import ClientHParams
 from leakjax.observation import fedavg_observation, gradient_observation
 from leakjax.types import ConfigError
 
@@ -41,7 +42,7 @@ def _observation(p, mode: str):
     y = p.train.y[0, :SAMPLES].astype(np.int32)
     if mode == "gradient":
         return gradient_observation(p.model, variables, x, y), y
-    hp = experiment.ClientHParams(lr=0.05, epochs=1, batch_size=2)
+    hp = ClientHParams(lr=0.05, epochs=1, batch_size=2)
     return fedavg_observation(p.model, variables, x, y, hp), y
 
 
