@@ -26,6 +26,7 @@ import glob
 import importlib.util
 import json
 import pathlib
+import shutil
 import sys
 import time
 import traceback
@@ -109,18 +110,36 @@ def expand(patterns: str) -> list[str]:
     return [v for spec in specs for v in _variants(spec)]
 
 
-def run_sweep(specs: list[str], workdir, *, progress: bool = True) -> list[dict]:
-    """Run every config spec into ``workdir/<stem>``; returns the result rows."""
+def _finished(wd: pathlib.Path) -> dict | None:
+    """The summary of a finished experiment in ``wd`` (its metrics.json), else None."""
+    try:
+        return json.loads((wd / "metrics.json").read_text())["summary"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def run_sweep(
+    specs: list[str], workdir, *, progress: bool = True, resume: bool = False
+) -> list[dict]:
+    """Run every config spec into ``workdir/<stem>``; returns the result rows.
+
+    ``resume``: continue a sweep in ``workdir``: finished experiments (with a metrics.json)
+    are read back, not rerun; an interrupted one continues from its checkpoints
+    (`experiment.run(resume=True)`); failed or missing ones run afresh.
+    """
     from leakjax import experiment, report
 
     root = pathlib.Path(workdir)
-    if root.exists() and any(root.iterdir()):
+    if root.exists() and any(root.iterdir()) and not resume:
         from leakjax.types import ConfigError
 
-        raise ConfigError(f"workdir {str(root)!r} exists and is not empty; choose a new --workdir")
+        raise ConfigError(
+            f"workdir {str(root)!r} exists and is not empty; choose a new --workdir "
+            "(or pass --resume to continue that sweep)"
+        )
     root.mkdir(parents=True, exist_ok=True)
     rows, used = [], set()
-    for spec in specs:
+    for i, spec in enumerate(specs, 1):
         base_spec, _, variant = spec.partition("#")
         path, _, preset = base_spec.partition(":")
         name = pathlib.Path(path).stem + (f"-{preset}" if preset else "")
@@ -132,10 +151,18 @@ def run_sweep(specs: list[str], workdir, *, progress: bool = True) -> list[dict]
         wd = root / name
         row = {"experiment": name, "status": "ok"}
         t0 = time.perf_counter()
-        print(f"=== {spec} -> {wd}", flush=True)
+        done = _finished(wd) if resume else None
+        print(f"=== [{i}/{len(specs)}] {spec} -> {wd}" + (" (done)" if done else ""), flush=True)
         try:
             cfg = load_config(spec)
-            summary = experiment.run(cfg, wd, progress=progress)
+            if done is not None:
+                summary = done
+            else:
+                again = resume and wd.exists() and (wd / "config.json").exists()
+                if resume and wd.exists() and not again:
+                    shutil.rmtree(wd)  # failed before it wrote anything: start afresh
+                (root / f"{name}.error.txt").unlink(missing_ok=True)
+                summary = experiment.run(cfg, wd, progress=progress, resume=again)
             row.update({k: _last(summary[k]) for k in COLUMNS if k in summary})
         except Exception as e:  # noqa: BLE001 - record and go on
             row["status"] = "failed"
@@ -223,6 +250,9 @@ def fl_accuracy_plot(root: pathlib.Path, names: list[str]) -> None:
 
 _CONFIGS = flags.DEFINE_string("configs", None, "Comma-separated config globs, each [:preset].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "New or empty directory for the sweep.")
+_RESUME = flags.DEFINE_bool(
+    "resume", False, "Continue the sweep in --workdir: finished experiments are not rerun."
+)
 
 
 def main(argv) -> None:
@@ -236,7 +266,7 @@ def main(argv) -> None:
 
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # the TPU INFO line
     try:
-        rows = run_sweep(expand(_CONFIGS.value), _WORKDIR.value)
+        rows = run_sweep(expand(_CONFIGS.value), _WORKDIR.value, resume=_RESUME.value)
     except ConfigError as e:
         print(f"leakjax-sweep: error: {e}", file=sys.stderr)
         sys.exit(2)

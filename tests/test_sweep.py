@@ -157,3 +157,32 @@ def test_client_attack_configs_run_through_experiment_run(tmp_path, monkeypatch)
     assert r["tracked_fraction"] == 0.75 and r["final_local_test_acc"] == 0.5
     assert r["batch_size"] == 7 and r["local_epochs"] == 3 and r["num_clients"] == 4
     assert "| 0.75 |" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_sweep_resume_keeps_finished_experiments_and_reruns_the_rest(tmp_path, monkeypatch):
+    from leakjax import experiment
+    from leakjax.types import ConfigError
+
+    cdir = tmp_path / "configs"
+    cdir.mkdir()
+    (cdir / "a_good.py").write_text(GOOD)
+    (cdir / "c_good.py").write_text(GOOD)
+    specs = sweep.expand(f"{cdir}/*.py:cpu")
+    out = tmp_path / "out"
+    first = sweep.run_sweep(specs, out, progress=False)
+    assert [r["status"] for r in first] == ["ok", "ok"]
+    (out / "c_good-cpu" / "metrics.json").unlink()  # as if interrupted before the end
+    try:
+        sweep.run_sweep(specs, out, progress=False)
+        raise AssertionError("a non-empty sweep workdir must be refused without resume")
+    except ConfigError as e:
+        assert "--resume" in str(e)
+    calls = []
+    real = experiment.run
+    monkeypatch.setattr(
+        experiment, "run", lambda cfg, wd, **kw: calls.append((wd.name, kw)) or real(cfg, wd, **kw)
+    )
+    again = sweep.run_sweep(specs, out, progress=False, resume=True)
+    assert [c[0] for c in calls] == ["c_good-cpu"] and calls[0][1]["resume"] is True
+    assert [r["status"] for r in again] == ["ok", "ok"]
+    assert again[0]["psnr_mean"] == first[0]["psnr_mean"]
