@@ -196,11 +196,16 @@ def attack_observations(
     a = p.config.attack
     lo, hi = data.box(p.mean, p.std)
     box = (jnp.asarray(lo), jnp.asarray(hi))
-    groups: dict[int, list[int]] = {}
+    # one vmapped program per sample count (and, under secure aggregation, group sizes)
+    groups: dict[tuple, list[int]] = {}
     for i, o in enumerate(observations):
-        groups.setdefault(o.num_samples, []).append(i)
+        groups.setdefault((o.num_samples, tuple(o.group_sizes or ())), []).append(i)
     out = [None] * len(observations)
-    for n, idx in groups.items():
+    for (n, sizes), idx in groups.items():
+        tag = str(n) + ("" if not sizes else "g" + "-".join(map(str, sizes)))
+        gkey = jax.random.fold_in(key, n)
+        if sizes:
+            gkey = jax.random.fold_in(gkey, sum(k * s for k, s in enumerate(sizes, 1)))
         given = [fixed_labels(p, observations[i], truths[i], key) for i in idx]
         if any(g is None for g in given):
             trials = (stack([observations[i] for i in idx]), None)
@@ -213,14 +218,16 @@ def attack_observations(
 
         res = attacks.run(
             factory,
-            jax.random.fold_in(key, n),
+            gkey,
             steps=int(a.steps),
             restarts=int(a.restarts),
             trials=trials,
             chunk=int(a.chunk),
             progress=progress,
-            name=f"{a.name}:{a.mode}:n={n}x{len(idx)}",
-            checkpoint=None if checkpoint_dir is None else checkpoint_dir / f"attack_n{n}.msgpack",
+            name=f"{a.name}:{a.mode}:n={tag}x{len(idx)}",
+            checkpoint=None
+            if checkpoint_dir is None
+            else checkpoint_dir / f"attack_n{tag}.msgpack",
             checkpoint_every=int(a.checkpoint_every) if a.steps > a.checkpoint_every else 0,
             resume=resume,
             num_devices=int(a.get("num_devices", 1)),

@@ -36,6 +36,8 @@ class Observation:
       client_id: which client (-1 outside a simulation).
       defense: the public `leakjax.defenses.Pipeline` the update went through (None: none,
         or an attack that ignores it); adaptive attacks simulate its deterministic part.
+      group_sizes: under secure aggregation, the sample counts of the aggregated clients (the
+        update is their sample-weighted mean; the truth their images, in this order).
     """
 
     variables: Any
@@ -47,6 +49,7 @@ class Observation:
     round: Any = -1
     client_id: Any = -1
     defense: Any = struct.field(pytree_node=False, default=None)
+    group_sizes: tuple = struct.field(pytree_node=False, default=())
 
 
 @struct.dataclass

@@ -451,3 +451,36 @@ def test_a_stronger_defense_lowers_ig_psnr_on_real_digits(tmp_path):
     assert clean["psnr_mean"] >= 40
     assert noisy["psnr_mean"] <= clean["psnr_mean"] - 20
     assert noisy["defense"] == "local_noise" and clean["defense"] == "none"
+
+
+def test_adaptive_simulation_of_a_secure_aggregate_is_exact_at_the_truth(mlp):
+    """Zero loss at the truth: simulating the K clients of the group (each from its own rows)
+    reproduces the aggregate; simulating one client on the union batch does not."""
+    from leakjax.attacks.simulation import simulated_update
+
+    train, empty = _clients(n_clients=4, n=24)
+    s = FLSettings(rounds=1, epochs=2, batch_size=24, lr=0.1, momentum=0.5, lr_decay=1.0)
+    sim = simulate(
+        mlp,
+        train,
+        empty,
+        None,
+        None,
+        np.zeros(1),
+        np.ones(1),
+        s,
+        jax.random.key(0),
+        progress=False,
+        defense=_pipe("secure_agg", secure_agg_clients=3),
+        attack_rounds=(0,),
+        attack_clients=1,
+    )
+    (o,), (t,) = sim.observations, sim.truths
+    assert o.group_sizes == (24, 24, 24)
+    x, y = jnp.asarray(t.images), jnp.asarray(t.labels)
+    grouped = simulated_update(mlp, o, x, y)
+    for a, b in zip(_leaves(grouped), _leaves(o.update)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    union = simulated_update(mlp, o.replace(defense=None), x, y)
+    err = max(float(np.abs(a - b).max()) for a, b in zip(_leaves(union), _leaves(o.update)))
+    assert err > 1e-4

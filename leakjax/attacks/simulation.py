@@ -73,10 +73,36 @@ def simulated_update(
         if factored:
             return lowrank.factored_gradient(model.apply, obs.variables, x, y, None, train=False)
         return gradient(model.apply, obs.variables, x, y, None, train=False)
-    hp = simulation_hparams(obs.hp, simulation, x.shape[0])
     grad_fn = defense.grad_fn() if defense else None
-    after = client_update(
-        model.apply, obs.variables, x, y, None, key, hp, remat=remat, grad_fn=grad_fn
-    )
-    delta = param_delta(obs.variables, after)
+
+    def one_client(xs, ys):
+        hp = simulation_hparams(obs.hp, simulation, xs.shape[0])
+        after = client_update(
+            model.apply, obs.variables, xs, ys, None, key, hp, remat=remat, grad_fn=grad_fn
+        )
+        return param_delta(obs.variables, after)
+
+    sizes = tuple(obs.group_sizes or ()) if defense else ()
+    if len(sizes) > 1 and sum(sizes) == x.shape[0]:
+        # secure aggregation: the aggregate of K clients' updates, each from its own rows of
+        # the union batch (clients of one size: one vmap; else one simulation per size)
+        delta = _group_mean(one_client, x, y, sizes)
+    else:
+        delta = one_client(x, y)
     return defense.simulate_update(delta, obs.update) if defense else delta
+
+
+def _group_mean(one_client, x, y, sizes):
+    """sum_k (n_k / n) * one_client(rows of client k) for consecutive row groups ``sizes``."""
+    import jax
+
+    total = sum(sizes)
+    starts = [sum(sizes[:k]) for k in range(len(sizes))]
+    acc = None
+    for n in sorted(set(sizes)):  # clients of one size: one vmapped simulation
+        mine = [s for s, m in zip(starts, sizes, strict=True) if m == n]
+        xs = jnp.stack([x[s : s + n] for s in mine])
+        ys = jnp.stack([y[s : s + n] for s in mine])
+        part = jax.tree.map(lambda d, w=n / total: w * jnp.sum(d, 0), jax.vmap(one_client)(xs, ys))
+        acc = part if acc is None else jax.tree.map(jnp.add, acc, part)
+    return acc

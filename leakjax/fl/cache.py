@@ -34,6 +34,7 @@ def save(path, variables, history, observations, truths) -> None:
             "num_samples": np.int64(o.num_samples),
             "round": np.int64(o.round),
             "client_id": np.int64(o.client_id),
+            "group_sizes": np.asarray(o.group_sizes or (), np.int64),
             "mode": np.frombuffer(o.mode.encode(), np.uint8),
             "images": np.asarray(t.images),
             "labels": np.asarray(t.labels),
@@ -69,6 +70,7 @@ def load(path):
                 num_samples=int(r["num_samples"]),
                 round=int(r["round"]),
                 client_id=int(r["client_id"]),
+                group_sizes=tuple(int(v) for v in np.asarray(r.get("group_sizes", []))),
             )
         )
         owners = np.asarray(r.get("owners", np.zeros((0,), np.int64)))

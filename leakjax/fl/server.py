@@ -455,6 +455,7 @@ def simulate(
                     round=r,
                     client_id=int(g[0]),
                     defense=defense or None,
+                    group_sizes=tuple(int(n_all[c]) for c in g) if len(g) > 1 else (),
                 )
             )
             truths.append(
