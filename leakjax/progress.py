@@ -48,6 +48,11 @@ class Progress:
         parts.append(f"ETA {fmt_seconds(eta)}")
         print(" | ".join(parts), file=sys.stdout, flush=True)
 
+    def note(self, message: str) -> None:
+        """One ``[name] message`` line (e.g. that the first unit includes compiling)."""
+        if self.enabled:
+            print(f"[{self.name}] {message}", file=sys.stdout, flush=True)
+
     @property
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0

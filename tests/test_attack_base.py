@@ -137,6 +137,7 @@ def test_steps_not_multiple_of_chunk_and_progress_output(capsys):
     assert res.losses.shape == (1, 1, 25)
     out = capsys.readouterr().out
     assert "[toy] step 25/25" in out and "ETA" in out and "best_loss" in out
+    assert out.splitlines()[0].startswith("[toy] compiling")  # said before the first chunk
 
 
 def test_bad_steps():

@@ -377,13 +377,15 @@ def run(
         if flag:
             raise Interrupted(done, None if checkpoint is None else str(checkpoint))
 
+    prog = Progress(name, steps, unit="step", enabled=progress)
+    prog.note(f"compiling (the first chunk of {chunk} steps includes it)")
     with catch_signals() as flag:
         carry, compile_seconds = scan_chunks(
             lambda cr, start, _: run_chunk(cr, s.trials, s.keys, jnp.int32(start)),
             carry,
             steps=steps,
             chunk=chunk,
-            prog=Progress(name, steps, unit="step", enabled=progress),
+            prog=prog,
             t0=t0,
             first_chunk=start_chunk,
             fields=fields,

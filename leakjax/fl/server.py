@@ -389,6 +389,10 @@ def simulate(
         _record(history, client_override.after_round(0, variables, variables), 0)
     observations, truths = [], []
     prog = Progress("fedavg", settings.rounds, unit="round", enabled=progress)
+    prog.note(
+        f"{num_clients} clients, {m} per round in chunks of {chunk}; compiling "
+        "(the first round includes it)"
+    )
     attack_set = set(int(r) for r in attack_rounds)
     for r in range(settings.rounds):
         sel = np.sort(rng.choice(num_clients, size=m, replace=False))
