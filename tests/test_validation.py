@@ -174,7 +174,8 @@ def test_cli_late_check_exits_2_quickly_and_leaves_no_workdir(tmp_path):
     )
     assert out.returncode == 2, out.stderr[-2000:]
     assert "attack.layer" in _error_line(out)
-    assert seconds < 30
+    assert "[fedavg]" not in out.stdout  # found before FedAvg started (no timing assertion:
+    del seconds  # 14 s on a quiet machine, BUILD_NOTES "Architecture")
     assert not wd.exists()
 
 
