@@ -400,25 +400,34 @@ def plot_fl_accuracy(
 
 def plot_frontier(path: PathLike, rows: Sequence[Mapping[str, Any]], metric: str = "psnr_mean"):
     """The privacy-utility-leakage frontier of a defense sweep: leakage (``metric`` of each
-    row) against the final test accuracy, one curve per attack and defense, each starting
-    at that attack's undefended run; points with an epsilon are annotated with it."""
+    row) against the final test accuracy, one curve per attack and defense (non-adaptive
+    attackers dashed), each from that attack's undefended run through the strengths in the
+    rows' order; points with an epsilon are annotated with it."""
     ok = [r for r in rows if r.get("status", "ok") == "ok" and r.get(metric) is not None]
     ok = [r for r in ok if r.get("final_test_acc") is not None]
-    attacks = sorted({f"{r.get('attack')} ({r.get('mode')})" for r in ok})
+    who = lambda r: f"{r.get('attack')} ({r.get('mode')})"  # noqa: E731
+    naive = lambda r: (
+        r.get("adaptive") in (False, "False")
+        or str(  # noqa: E731
+            r.get("experiment", "")
+        ).endswith("-naive")
+    )
+    fam = lambda r: str(r.get("defense")).split(",")[0]  # noqa: E731
     fig = _figure(7.0, 4.5)
     ax = fig.add_subplot()
+    attacks = list(dict.fromkeys(who(r) for r in ok))
     for attack in attacks:
-        mine = [r for r in ok if f"{r.get('attack')} ({r.get('mode')})" == attack]
-        base = [r for r in mine if r.get("defense") in (None, "none")]
-        families = sorted({str(r["defense"]).split(",")[0] for r in mine} - {"none", "None"})
-        for fam in families:
-            pts = base + [r for r in mine if str(r.get("defense")).split(",")[0] == fam]
-            pts = sorted(pts, key=lambda r: -float(r["final_test_acc"]))
+        mine = [r for r in ok if who(r) == attack]
+        base = [r for r in mine if r.get("defense") in (None, "none")][:1]
+        curves = dict.fromkeys((fam(r), naive(r)) for r in mine if r not in base)
+        for family, is_naive in curves:
+            pts = base + [r for r in mine if fam(r) == family and naive(r) == is_naive]
             xs = [float(r["final_test_acc"]) for r in pts]
             ys = [float(r[metric]) for r in pts]
-            (line,) = ax.plot(xs, ys, marker="o", label=f"{attack}: {fam}")
+            label = f"{attack}: {family}" + (" (naive attacker)" if is_naive else "")
+            (line,) = ax.plot(xs, ys, marker="o", ls="--" if is_naive else "-", label=label)
             for r, x, y in zip(pts, xs, ys, strict=True):
-                if r.get("epsilon") is not None:
+                if r.get("epsilon") not in (None, ""):
                     ax.annotate(
                         f"eps={float(r['epsilon']):.3g}",
                         (x, y),

@@ -39,6 +39,7 @@ COLUMNS = (
     "attack",
     "mode",
     "defense",
+    "adaptive",
     "epsilon",
     "dataset",
     "model",

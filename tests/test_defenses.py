@@ -378,6 +378,61 @@ def test_cli_defense_flags_exit_2_before_anything_is_written(tmp_path):
     assert r.returncode == 0 and "dp_sgd" in r.stdout and "secure_agg" in r.stdout
 
 
+def test_frontier_plot_draws_one_curve_per_attack_and_defense(tmp_path):
+    from leakjax import figures
+
+    rows = [
+        dict(
+            attack="ig",
+            mode="fedavg",
+            defense="none",
+            epsilon=None,
+            psnr_mean=30.0,
+            final_test_acc=0.9,
+        ),
+        dict(
+            attack="ig",
+            mode="fedavg",
+            defense="dp_sgd",
+            epsilon=8.0,
+            psnr_mean=20.0,
+            final_test_acc=0.8,
+        ),
+        dict(
+            attack="ig",
+            mode="fedavg",
+            defense="dp_sgd",
+            epsilon=1.0,
+            psnr_mean=10.0,
+            final_test_acc=0.5,
+        ),
+        dict(
+            attack="ig",
+            mode="fedavg",
+            defense="prune",
+            epsilon=None,
+            psnr_mean=25.0,
+            final_test_acc=0.85,
+        ),
+        dict(
+            attack="ig",
+            mode="fedavg",
+            defense="prune",
+            status="failed",
+            psnr_mean=None,
+            final_test_acc=None,
+        ),
+    ]
+    fig = figures.plot_frontier(tmp_path / "f.png", rows)
+    (ax,) = fig.axes
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert set(lines) == {"ig (fedavg): dp_sgd", "ig (fedavg): prune"}
+    assert list(lines["ig (fedavg): dp_sgd"].get_xdata()) == [0.9, 0.8, 0.5]  # from no defense
+    assert sorted(t.get_text() for t in ax.texts) == ["eps=1", "eps=8"]
+    assert (tmp_path / "f.png").stat().st_size > 0
+
+
+@pytest.mark.slow
 def test_a_defense_family_sweeps_into_a_table_with_epsilon_and_a_frontier(tmp_path):
     from leakjax import sweep
 

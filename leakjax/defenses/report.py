@@ -53,7 +53,11 @@ def summary(p, per_client, history) -> dict:
     (with its event's parameters); the first accounted defense's numbers also at top level."""
     if not p.defense:
         return {"defense": "none"}
-    out = {"defense": ",".join(p.defense.names), "defense_settings": p.defense.settings()}
+    out = {
+        "defense": ",".join(p.defense.names),
+        "defense_settings": p.defense.settings(),
+        "adaptive": bool(p.config.attack.get("adaptive", True)),
+    }
     worst = {}
     for c in per_client:
         for e in c.get("privacy", []):
