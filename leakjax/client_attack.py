@@ -16,14 +16,11 @@ is written), with
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 
 import jax
 
 from leakjax import report
-from leakjax.config import resolved_attack
 from leakjax.fl import simulate
 from leakjax.types import ConfigError
 
@@ -46,14 +43,7 @@ def run(p, workdir, *, progress: bool, resume: bool = False) -> dict:
         raise ConfigError(f"--resume: attack.name={config.attack.name!r} cannot resume")
     client = build(p)  # every check before the workdir is created
     workdir = report.prepare_workdir(workdir)
-    resolved = json.loads(config.to_json_best_effort())
-    resolved["attack_settings"] = experiment._jsonable(resolved_attack(config))
-    resolved["_meta"] = {
-        "versions": experiment.versions(),
-        "device": experiment.device_info(),
-        "argv": sys.argv,
-    }
-    report.write_json(workdir / "config.json", resolved)
+    experiment.write_config(config, workdir)
     sim_key, attack_key = jax.random.split(jax.random.key(int(config.seed)))
     client.setup(attack_key, workdir, progress=progress)
     t0 = time.perf_counter()

@@ -430,10 +430,7 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
     ckdir = workdir / "checkpoints"
     if not resume:
         workdir = report.prepare_workdir(workdir)
-        resolved = json.loads(config.to_json_best_effort())
-        resolved["attack_settings"] = _jsonable(resolved_attack(config))
-        resolved["_meta"] = {"versions": versions(), "device": device_info(), "argv": sys.argv}
-        report.write_json(workdir / "config.json", resolved)
+        write_config(config, workdir)
 
     key = jax.random.key(int(config.seed))
     sim_key, attack_key = jax.random.split(key)
@@ -480,6 +477,14 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
             f"(see {workdir / 'metrics.json'})"
         )
     return summary
+
+
+def write_config(config, workdir) -> None:
+    """config.json: the resolved config, the attack's bound settings, versions, device, argv."""
+    resolved = json.loads(config.to_json_best_effort())
+    resolved["attack_settings"] = _jsonable(resolved_attack(config))
+    resolved["_meta"] = {"versions": versions(), "device": device_info(), "argv": sys.argv}
+    report.write_json(pathlib.Path(workdir) / "config.json", resolved)
 
 
 def _jsonable(d: dict) -> dict:
