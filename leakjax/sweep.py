@@ -2,8 +2,12 @@
 
     leakjax-sweep --configs='configs/paper/*.py:cpu' --workdir=runs/study
 
-Each config runs in its own sub-workdir (named after the file); a failing config is
-recorded with its error and the sweep goes on. Files whose name starts with ``_`` (helper
+Every config of the list is loaded and checked (`leakjax.experiment.prepare`: its settings,
+data and a dry build of its attack) before the first one runs: a glob that matches nothing, a
+missing file, a bad preset or an impossible setting in any of them is one line naming the
+config and the key, exit 2, and nothing is written. Each config then runs in its own
+sub-workdir (named after the file); a config that fails while running is recorded with its
+error and the sweep goes on. Files whose name starts with ``_`` (helper
 modules such as configs/paper/_common.py) are skipped by the globs. Every config runs through
 `leakjax.experiment.run` (``attack.name='none'``: FedAvg only; a client-side attack such as
 DMGAN: its malicious client in the federation).
@@ -22,6 +26,7 @@ any; else one line per experiment with an FL history).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import importlib.util
 import json
@@ -73,40 +78,69 @@ def _module(path: str):
 
 def load_config(spec: str):
     """``path.py[:preset][#variant]`` -> the ConfigDict its ``get_config(preset)`` returns (or,
-    for a family file, ``get_configs(preset)[variant]``)."""
-    spec, _, variant = spec.partition("#")
-    path, _, preset = spec.partition(":")
-    mod = _module(path)
-    if variant:
-        return mod.get_configs(preset)[variant]
-    return mod.get_config(preset) if preset else mod.get_config()
+    for a family file, ``get_configs(preset)[variant]``).
+
+    Any failure (missing file, bad preset, an error inside the file) is a ConfigError naming
+    the spec and the cause.
+    """
+    base, _, variant = spec.partition("#")
+    path, _, preset = base.partition(":")
+    with _naming(spec):
+        mod = _module(path)
+        if variant:
+            return mod.get_configs(preset)[variant]
+        return mod.get_config(preset) if preset else mod.get_config()
+
+
+@contextlib.contextmanager
+def _naming(spec: str):
+    """Any exception inside -> one-line ConfigError ``--configs: <spec>: <cause>``."""
+    from leakjax.types import ConfigError
+
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - a config that cannot load is bad input
+        if isinstance(e, ConfigError | FileNotFoundError):
+            cause = str(e) or type(e).__name__
+        else:
+            cause = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        raise ConfigError(f"--configs: {spec}: {' '.join(cause.split())}") from e
 
 
 def _variants(spec: str) -> list[str]:
     """A family file (``get_configs(preset) -> {variant: config}``, e.g. configs/defenses/)
     expands into one spec per variant."""
     path, _, preset = spec.partition(":")
-    if "#" in spec or not pathlib.Path(path).is_file():  # one variant named already
+    if "#" in spec:  # one variant named already
         return [spec]
-    mod = _module(path)
-    if not hasattr(mod, "get_configs"):
-        return [spec]
-    return [f"{spec}#{v}" for v in mod.get_configs(preset)]
+    with _naming(spec):
+        mod = _module(path)
+        if not hasattr(mod, "get_configs"):
+            return [spec]
+        return [f"{spec}#{v}" for v in mod.get_configs(preset)]
 
 
 def expand(patterns: str) -> list[str]:
     """Comma-separated globs, each optionally followed by ``:preset``; files that a glob
     pattern matches whose name starts with ``_`` (helper modules) are left out (a file named
-    without wildcards is kept)."""
+    without wildcards is kept). A glob that matches no config file, or a file that does not
+    exist, is a ConfigError."""
+    from leakjax import config_files
+    from leakjax.types import ConfigError
+
     specs = []
     for pat in [s for s in patterns.split(",") if s.strip()]:
         path, sep, preset = pat.strip().partition(":")
         if glob.has_magic(path):
             matched = sorted(glob.glob(path))
             files = [f for f in matched if not pathlib.Path(f).name.startswith("_")]
-            files = files if matched else [path]
-        else:
-            files = [path]
+            if not files:
+                raise ConfigError(
+                    f"--configs: {path!r} matches no config file"
+                    + (" (only helper modules starting with '_')" if matched else "")
+                )
+        else:  # a packaged config when the path does not exist here (as the CLI does)
+            files = [config_files.resolve(path)]
         specs += [f + (sep + preset if sep else "") for f in files]
     return [v for spec in specs for v in _variants(spec)]
 
@@ -119,28 +153,55 @@ def _finished(wd: pathlib.Path) -> dict | None:
         return None
 
 
+def check(specs: list[str], *, progress: bool = True) -> list:
+    """Load and check every config spec (`leakjax.experiment.prepare`: settings, data, a dry
+    build of the attack) before anything runs or is written; returns the configs.
+
+    Raises ConfigError ``--configs: <spec>: <cause>`` for the first bad one.
+    """
+    from leakjax import experiment
+    from leakjax.types import ConfigError
+
+    configs = []
+    for i, spec in enumerate(specs, 1):
+        if progress:
+            print(f"--- checking [{i}/{len(specs)}] {spec}", flush=True)
+        cfg = load_config(spec)
+        try:
+            experiment.prepare(cfg)
+        except ConfigError as e:  # DataError included
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ConfigError(f"--configs: {spec}: {first}") from e
+        configs.append(cfg)
+    return configs
+
+
 def run_sweep(
     specs: list[str], workdir, *, progress: bool = True, resume: bool = False
 ) -> list[dict]:
     """Run every config spec into ``workdir/<stem>``; returns the result rows.
 
+    Every spec is checked first (`check`, and the workdir by `leakjax.plan.check_workdir`):
+    a bad one raises ConfigError and nothing is written.
+
     ``resume``: continue a sweep in ``workdir``: finished experiments (with a metrics.json)
     are read back, not rerun; an interrupted one continues from its checkpoints
     (`experiment.run(resume=True)`); failed or missing ones run afresh.
     """
-    from leakjax import experiment, report
+    from leakjax import experiment, plan, report
+    from leakjax.types import ConfigError
 
     root = pathlib.Path(workdir)
+    plan.check_workdir(root, resume=resume)
     if root.exists() and any(root.iterdir()) and not resume:
-        from leakjax.types import ConfigError
-
         raise ConfigError(
             f"workdir {str(root)!r} exists and is not empty; choose a new --workdir "
             "(or pass --resume to continue that sweep)"
         )
+    configs = check(specs, progress=progress)
     root.mkdir(parents=True, exist_ok=True)
     rows, used = [], set()
-    for i, spec in enumerate(specs, 1):
+    for i, (spec, cfg) in enumerate(zip(specs, configs, strict=True), 1):
         base_spec, _, variant = spec.partition("#")
         path, _, preset = base_spec.partition(":")
         name = pathlib.Path(path).stem + (f"-{preset}" if preset else "")
@@ -155,7 +216,6 @@ def run_sweep(
         done = _finished(wd) if resume else None
         print(f"=== [{i}/{len(specs)}] {spec} -> {wd}" + (" (done)" if done else ""), flush=True)
         try:
-            cfg = load_config(spec)
             if done is not None:
                 summary = done
             else:
@@ -257,10 +317,10 @@ _RESUME = flags.DEFINE_bool(
 
 
 def main(argv) -> None:
-    del argv
+    if len(argv) > 1:
+        _fail(f"unexpected arguments: {' '.join(argv[1:])}")
     if not _CONFIGS.value or not _WORKDIR.value:
-        print("leakjax-sweep: error: --configs and --workdir are required", file=sys.stderr)
-        sys.exit(2)
+        _fail("--configs and --workdir are required")
     import logging
 
     from leakjax.types import ConfigError
@@ -269,8 +329,7 @@ def main(argv) -> None:
     try:
         rows = run_sweep(expand(_CONFIGS.value), _WORKDIR.value, resume=_RESUME.value)
     except ConfigError as e:
-        print(f"leakjax-sweep: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     failed = [r["experiment"] for r in rows if r["status"] != "ok"]
     print(f"{len(rows) - len(failed)}/{len(rows)} experiments ok; results in {_WORKDIR.value}")
     if failed:
@@ -278,8 +337,35 @@ def main(argv) -> None:
         sys.exit(1)
 
 
+def _fail(msg: str, code: int = 2) -> None:
+    print(f"leakjax-sweep: error: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _usage() -> str:
+    """The sweep's own flags (absl's --help lists only the launcher script's)."""
+    own = flags.FLAGS.module_help(sys.modules[__name__])
+    return (
+        f"{__doc__.strip()}\n\nUsage: leakjax-sweep --configs=GLOB[:preset][,GLOB[:preset]...] "
+        "--workdir=DIR [--resume]\n\nExit codes: 0 every experiment ok; 1 some failed while "
+        "running (recorded in results.csv);\n2 bad input (one line on stderr, nothing written)."
+        f"\n\n{own}\n\n(--helpfull lists absl's and JAX's flags too.)"
+    )
+
+
+def _parse(argv):
+    """absl's parser, but --help lists the sweep's flags and a bad flag is one line, exit 2."""
+    if any(arg in ("--help", "-h", "-?", "--helpshort") for arg in argv[1:]):
+        print(_usage())
+        sys.exit(0)
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        _fail(" ".join(str(e).split()))
+
+
 def entry() -> None:
-    app.run(main)
+    app.run(main, flags_parser=_parse)
 
 
 if __name__ == "__main__":

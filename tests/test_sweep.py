@@ -1,9 +1,17 @@
 """The sweep runner: many configs, failures recorded, tables and pictures written."""
 
 import csv
+import os
 import pathlib
+import subprocess
+import sys
+
+import pytest
 
 from leakjax import sweep
+from leakjax.types import ConfigError
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 GOOD = """
 from leakjax.config import base_config
@@ -30,16 +38,27 @@ def get_config(preset=""):
 """
 
 
-def test_sweep_runs_configs_and_continues_past_failures(tmp_path):
+def test_sweep_runs_configs_and_continues_past_failures(tmp_path, monkeypatch):
+    """A config that fails while running is recorded and the sweep goes on."""
+    from leakjax import experiment
+
     cdir = tmp_path / "configs"
     cdir.mkdir()
     (cdir / "a_good.py").write_text(GOOD)
-    (cdir / "b_broken.py").write_text(BROKEN)
+    (cdir / "b_fails.py").write_text(GOOD)
     specs = sweep.expand(f"{cdir}/*.py:cpu")
-    assert [pathlib.Path(s.split(":")[0]).name for s in specs] == ["a_good.py", "b_broken.py"]
+    assert [pathlib.Path(s.split(":")[0]).name for s in specs] == ["a_good.py", "b_fails.py"]
+    real = experiment.run
+
+    def run(cfg, wd, **kw):
+        if wd.name.startswith("b_"):
+            raise RuntimeError("this run fails on purpose")
+        return real(cfg, wd, **kw)
+
+    monkeypatch.setattr(experiment, "run", run)
     rows = sweep.run_sweep(specs, tmp_path / "out", progress=False)
     assert [r["status"] for r in rows] == ["ok", "failed"]
-    assert "broken on purpose" in rows[1]["error"]
+    assert "fails on purpose" in rows[1]["error"]
     assert rows[0]["attack"] == "ig" and rows[0]["psnr_mean"] is not None
     out = tmp_path / "out"
     with open(out / "results.csv") as f:
@@ -47,7 +66,83 @@ def test_sweep_runs_configs_and_continues_past_failures(tmp_path):
     assert len(table) == 2 and table[0]["experiment"] == "a_good-cpu"
     assert "| a_good-cpu |" in (out / "results.md").read_text()
     assert (out / "contact_sheet.png").is_file() and (out / "fl_accuracy.png").is_file()
-    assert (out / "b_broken-cpu.error.txt").is_file()
+    assert (out / "b_fails-cpu.error.txt").is_file()
+
+
+BAD_BATCH = GOOD.replace("c.fl.batch_size = 5", "c.fl.batch_size = 500")
+
+
+@pytest.mark.parametrize(
+    "name, text, want",
+    [
+        ("g_broken.py", BROKEN, "g_broken.py:cpu: RuntimeError: this config is broken on purpose"),
+        ("g_preset.py", GOOD.replace('preset == "cpu"', 'preset == "nope"').replace(
+            "return c", 'if preset != "nope":\n        raise ValueError(f"unknown preset {preset!r}")'
+            "\n    return c"), "g_preset.py:cpu: ValueError: unknown preset 'cpu'"),
+        ("g_batch.py", BAD_BATCH, "g_batch.py:cpu: fl.batch_size=500 is larger than"),
+    ],
+    ids=["get_config_raises", "bad_preset", "impossible_setting"],
+)
+def test_sweep_checks_every_config_before_running_any(tmp_path, monkeypatch, name, text, want):
+    """Issue 33 (sweep validates late): a bad preset, a config that raises or an impossible
+    setting in the 7th config is a ConfigError naming that config and the key before the
+    first experiment runs; nothing is written."""
+    from leakjax import experiment
+
+    cdir = tmp_path / "configs"
+    cdir.mkdir()
+    for i in range(6):
+        (cdir / f"a{i}.py").write_text(GOOD)
+    (cdir / name).write_text(text)
+    monkeypatch.setattr(experiment, "run", lambda *a, **k: pytest.fail("ran before checking"))
+    specs = sweep.expand(f"{cdir}/*.py:cpu")
+    assert len(specs) == 7 and specs[-1].endswith(name + ":cpu")
+    with pytest.raises(ConfigError) as e:
+        sweep.run_sweep(specs, tmp_path / "out", progress=False)
+    assert want in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_expand_refuses_globs_that_match_nothing_and_missing_files(tmp_path):
+    """Issue 33 item 12: no literal path from an empty glob; a missing file is named."""
+    with pytest.raises(ConfigError, match="matches no config file"):
+        sweep.expand(f"{tmp_path}/nothing*/*.py:cpu")
+    (tmp_path / "_common.py").write_text("X = 1\n")
+    with pytest.raises(ConfigError, match="only helper modules"):
+        sweep.expand(f"{tmp_path}/*.py")
+    with pytest.raises(ConfigError, match="config file not found"):
+        sweep.expand(f"{tmp_path}/missing.py:cpu")
+
+
+def _sweep_cli(*args):
+    """The console script's way in (`leakjax-sweep` = leakjax.sweep:entry), not ``-m``."""
+    code = "import sys; sys.argv[0] = 'leakjax-sweep'; from leakjax.sweep import entry; entry()"
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
+    )
+
+
+def test_sweep_cli_help_and_bad_input_exit_2(tmp_path):
+    """Issue 33 item 12: --help lists the sweep's flags; an empty glob, a missing config and
+    a bad preset exit 2 with one line and nothing written."""
+    out = _sweep_cli("--help")
+    assert out.returncode == 0
+    for flag in ("--configs", "--workdir", "--resume", "Exit codes"):
+        assert flag in out.stdout
+    wd = tmp_path / "out"
+    for configs, want in [
+        (f"{tmp_path}/none*.py:tiny", "matches no config file"),
+        (f"{tmp_path}/missing.py", "config file not found"),
+        ("configs/quickstart.py:nosuch", "unknown preset 'nosuch'"),
+    ]:
+        out = _sweep_cli(f"--configs={configs}", f"--workdir={wd}")
+        assert out.returncode == 2, out.stderr[-2000:]
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("leakjax-sweep: error: --configs:"), lines
+        assert want in lines[0]
+        assert not wd.exists()
 
 
 FL_ONLY = """
