@@ -265,16 +265,24 @@ def save_grid(
 
 
 def save_image_grid(
-    path: PathLike, images: Any, ncols: int | None = None, title: str | None = None
+    path: PathLike,
+    images: Any,
+    ncols: int | None = None,
+    title: str | None = None,
+    captions: Sequence[str] | None = None,
 ):
     """Saves a plain grid of images as a PNG.
 
     Args:
         path: Destination PNG.
         images: Images [N, H, W, C] (or [N, H, W]), float in [0, 1]; N >= 1. Drawn as
-            :func:`save_grid` draws them (gray for C = 1, tiny images upsampled).
+            :func:`save_grid` draws them (gray for C = 1, tiny images upsampled); images
+            wider than 110 pixels are drawn at 100 pixels per inch, so that the title and
+            captions keep their usual size next to large pictures (e.g. the sweep's
+            contact sheet of grid.png files).
         ncols: Columns (default ``ceil(sqrt(N))``).
         title: Figure title.
+        captions: One line above each image (N strings), e.g. its name.
 
     Returns:
         The saved ``matplotlib.figure.Figure``.
@@ -283,6 +291,8 @@ def save_image_grid(
     n = images.shape[0]
     if n == 0:
         raise ConfigError("images must hold at least one image")
+    if captions is not None and len(captions) != n:
+        raise ConfigError(f"captions must hold one line per image ({n}), got {len(captions)}")
     if ncols is None:
         ncols = math.ceil(math.sqrt(n))
     if int(ncols) != ncols or ncols < 1:
@@ -290,12 +300,16 @@ def save_image_grid(
     ncols = min(int(ncols), n)
     nrows = -(-n // ncols)
     h, w = images.shape[1], images.shape[2]
-    mo = _Mosaic(w)
+    mo = _Mosaic(w, cell_in=max(1.1, w / 100.0))
     gap = mo.px(0.08)
+    cap = mo.px(0.18) if captions is not None else 0  # a caption band above each row
     for i in range(n):
         r, c = divmod(i, ncols)
-        mo.paste(gap + r * (h + gap), gap + c * (w + gap), images[i])
-    return mo.render(path, gap + nrows * (h + gap), gap + ncols * (w + gap), title)
+        top, left = gap + cap + r * (h + gap + cap), gap + c * (w + gap)
+        mo.paste(top, left, images[i])
+        if captions is not None:
+            mo.text(left + w / 2, top - gap / 2, str(captions[i]), ha="center", va="bottom")
+    return mo.render(path, gap + nrows * (h + gap + cap), gap + ncols * (w + gap), title)
 
 
 def _integral(values: np.ndarray) -> bool:

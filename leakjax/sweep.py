@@ -248,28 +248,33 @@ def _last(value):
     return value[-1] if isinstance(value, list) and value else value
 
 
-def contact_sheet(root: pathlib.Path, names: list[str]) -> None:
-    """One picture with every experiment's grid.png, titled by experiment."""
+def contact_sheet(root: pathlib.Path, names: list[str]):
+    """One picture with every experiment's grid.png, each captioned with its experiment's
+    name under a one-line title; returns the saved figure (None without any grid.png)."""
     import numpy as np
     from PIL import Image
 
     from leakjax import report
 
-    images, titles = [], []
+    thumbs, captions = [], []
     for n in names:
         g = root / n / "grid.png"
         if g.is_file():
             with Image.open(g) as im:
                 im = im.convert("RGB")
                 im.thumbnail((480, 480))
-                canvas = Image.new("RGB", (480, 480), "white")
-                canvas.paste(im, (0, 0))
-                images.append(np.asarray(canvas, np.float32) / 255.0)
-                titles.append(n)
-    if images:
-        report.save_image_grid(
-            root / "contact_sheet.png", np.stack(images), title=" | ".join(titles)[:200]
-        )
+                thumbs.append(np.asarray(im, np.float32) / 255.0)
+                captions.append(n)
+    if not thumbs:
+        return None
+    height = max(t.shape[0] for t in thumbs)  # one cell size: white below shorter grids
+    cells = np.ones((len(thumbs), height, 480, 3), np.float32)
+    for cell, t in zip(cells, thumbs, strict=True):
+        cell[: t.shape[0], : t.shape[1]] = t
+    title = f"{len(thumbs)} experiment{'s' if len(thumbs) > 1 else ''}: reconstructions"
+    return report.save_image_grid(
+        root / "contact_sheet.png", cells, title=title, captions=captions
+    )
 
 
 def fl_accuracy_plot(root: pathlib.Path, names: list[str]) -> None:

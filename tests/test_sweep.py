@@ -281,3 +281,33 @@ def test_sweep_resume_keeps_finished_experiments_and_reruns_the_rest(tmp_path, m
     assert [c[0] for c in calls] == ["c_good-cpu"] and calls[0][1]["resume"] is True
     assert [r["status"] for r in again] == ["ok", "ok"]
     assert again[0]["psnr_mean"] == first[0]["psnr_mean"]
+
+
+def test_contact_sheet_has_a_one_line_title_and_names_each_grid(tmp_path, monkeypatch):
+    """Issue 33 item 15: the title was the experiments' names joined, wrapped at 10 pt on a
+    ~436 dpi canvas (a third of the image); now one normal line, each grid captioned."""
+    import numpy as np
+    from PIL import Image
+
+    from leakjax import report
+
+    names = [f"fig{i:02d}_inverting_gradients-cpu" for i in range(5)]
+    rng = np.random.default_rng(0)
+    for n in names:  # grid.png files of a real run's size
+        (tmp_path / n).mkdir()
+        pixels = rng.integers(0, 255, (692, 1148, 3), np.uint8)
+        Image.fromarray(pixels).save(tmp_path / n / "grid.png")
+    figs, real = [], report.save_image_grid
+    monkeypatch.setattr(
+        report, "save_image_grid", lambda *a, **k: figs.append(real(*a, **k)) or figs[-1]
+    )
+    sweep.contact_sheet(tmp_path, names)
+    (fig,) = figs
+    title = fig._suptitle
+    fig_px = fig.get_figheight() * fig.dpi
+    assert "\n" not in title.get_text()
+    assert title.get_window_extent(fig.canvas.get_renderer()).height < 0.05 * fig_px
+    assert fig.axes[0].get_position().height > 0.9  # the pictures fill the figure
+    assert [t.get_text() for t in fig.axes[0].texts] == names
+    with Image.open(tmp_path / "contact_sheet.png") as im:
+        assert im.size[0] > 1000  # 3 columns of 480-pixel grids, not shrunk
