@@ -272,9 +272,7 @@ def contact_sheet(root: pathlib.Path, names: list[str]):
     for cell, t in zip(cells, thumbs, strict=True):
         cell[: t.shape[0], : t.shape[1]] = t
     title = f"{len(thumbs)} experiment{'s' if len(thumbs) > 1 else ''}: reconstructions"
-    return report.save_image_grid(
-        root / "contact_sheet.png", cells, title=title, captions=captions
-    )
+    return report.save_image_grid(root / "contact_sheet.png", cells, title=title, captions=captions)
 
 
 def fl_accuracy_plot(root: pathlib.Path, names: list[str]) -> None:

@@ -70,15 +70,17 @@ def test_sweep_runs_configs_and_continues_past_failures(tmp_path, monkeypatch):
 
 
 BAD_BATCH = GOOD.replace("c.fl.batch_size = 5", "c.fl.batch_size = 500")
+NO_CPU_PRESET = GOOD.replace(
+    "    return c\n",
+    '    if preset:\n        raise ValueError(f"unknown preset {preset!r}")\n    return c\n',
+)
 
 
 @pytest.mark.parametrize(
     "name, text, want",
     [
         ("g_broken.py", BROKEN, "g_broken.py:cpu: RuntimeError: this config is broken on purpose"),
-        ("g_preset.py", GOOD.replace('preset == "cpu"', 'preset == "nope"').replace(
-            "return c", 'if preset != "nope":\n        raise ValueError(f"unknown preset {preset!r}")'
-            "\n    return c"), "g_preset.py:cpu: ValueError: unknown preset 'cpu'"),
+        ("g_preset.py", NO_CPU_PRESET, "g_preset.py:cpu: ValueError: unknown preset 'cpu'"),
         ("g_batch.py", BAD_BATCH, "g_batch.py:cpu: fl.batch_size=500 is larger than"),
     ],
     ids=["get_config_raises", "bad_preset", "impossible_setting"],
@@ -120,7 +122,11 @@ def _sweep_cli(*args):
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run(
         [sys.executable, "-c", code, *args],
-        capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
     )
 
 
