@@ -83,13 +83,24 @@ def load_config(spec: str):
     Any failure (missing file, bad preset, an error inside the file) is a ConfigError naming
     the spec and the cause.
     """
+    import ml_collections
+
+    from leakjax.types import ConfigError
+
     base, _, variant = spec.partition("#")
     path, _, preset = base.partition(":")
     with _naming(spec):
         mod = _module(path)
         if variant:
-            return mod.get_configs(preset)[variant]
-        return mod.get_config(preset) if preset else mod.get_config()
+            cfg = mod.get_configs(preset)[variant]
+        else:
+            cfg = mod.get_config(preset) if preset else mod.get_config()
+        if not isinstance(cfg, ml_collections.ConfigDict):
+            raise ConfigError(
+                f"get_config returned a {type(cfg).__name__}, not an ml_collections.ConfigDict "
+                "(build it on leakjax.config.base_config())"
+            )
+        return cfg
 
 
 @contextlib.contextmanager
@@ -100,8 +111,8 @@ def _naming(spec: str):
     try:
         yield
     except Exception as e:  # noqa: BLE001 - a config that cannot load is bad input
-        if isinstance(e, ConfigError | FileNotFoundError):
-            cause = str(e) or type(e).__name__
+        if isinstance(e, ConfigError | FileNotFoundError):  # DataError included
+            cause = str(e).splitlines()[0] if str(e) else type(e).__name__
         else:
             cause = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         raise ConfigError(f"--configs: {spec}: {' '.join(cause.split())}") from e
@@ -160,18 +171,14 @@ def check(specs: list[str], *, progress: bool = True) -> list:
     Raises ConfigError ``--configs: <spec>: <cause>`` for the first bad one.
     """
     from leakjax import experiment
-    from leakjax.types import ConfigError
 
     configs = []
     for i, spec in enumerate(specs, 1):
         if progress:
             print(f"--- checking [{i}/{len(specs)}] {spec}", flush=True)
         cfg = load_config(spec)
-        try:
+        with _naming(spec):
             experiment.prepare(cfg)
-        except ConfigError as e:  # DataError included
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise ConfigError(f"--configs: {spec}: {first}") from e
         configs.append(cfg)
     return configs
 

@@ -82,8 +82,9 @@ NO_CPU_PRESET = GOOD.replace(
         ("g_broken.py", BROKEN, "g_broken.py:cpu: RuntimeError: this config is broken on purpose"),
         ("g_preset.py", NO_CPU_PRESET, "g_preset.py:cpu: ValueError: unknown preset 'cpu'"),
         ("g_batch.py", BAD_BATCH, "g_batch.py:cpu: fl.batch_size=500 is larger than"),
+        ("g_dict.py", "def get_config(preset=''):\n    return {'seed': 0}\n", "returned a dict"),
     ],
-    ids=["get_config_raises", "bad_preset", "impossible_setting"],
+    ids=["get_config_raises", "bad_preset", "impossible_setting", "plain_dict"],
 )
 def test_sweep_checks_every_config_before_running_any(tmp_path, monkeypatch, name, text, want):
     """Issue 33 (sweep validates late): a bad preset, a config that raises or an impossible
