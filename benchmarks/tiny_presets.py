@@ -22,9 +22,15 @@ import time
 from absl import app, flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-_OUT = flags.DEFINE_string("out", "", "Write the table as JSON here.")
-_ONLY = flags.DEFINE_string("only", "", "Run only presets whose file name contains this.")
-_LIMIT = flags.DEFINE_float("limit", 30.0, "Seconds a tiny preset may take (flagged above).")
+# defined when run as a script, so that tests can import presets() and run_one()
+_OUT = _ONLY = _LIMIT = None
+
+
+def _define_flags() -> None:
+    global _OUT, _ONLY, _LIMIT
+    _OUT = flags.DEFINE_string("out", "", "Write the table as JSON here.")
+    _ONLY = flags.DEFINE_string("only", "", "Run only presets whose file name contains this.")
+    _LIMIT = flags.DEFINE_float("limit", 30.0, "Seconds a tiny preset may take (flagged above).")
 
 
 def presets() -> list[str]:
@@ -95,4 +101,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

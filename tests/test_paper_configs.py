@@ -3,6 +3,7 @@ leakjax-sweep loads it, passes validation, names the paper's attack / model / da
 cpu / tiny variants are smaller than the full one. One tiny end-to-end sweep (slow)."""
 
 import json
+import os
 import pathlib
 
 import numpy as np
@@ -13,6 +14,8 @@ from leakjax import attacks, config, data, sweep
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAPER = ROOT / "configs" / "paper"
 FILES = sweep.expand(f"{PAPER}/*.py")
+# the real CIFAR-10 / MNIST subsets, read before the autouse fixture below clears the variable
+REAL_DATA = pathlib.Path(os.environ.get("LEAKJAX_SHARED_DATA") or ROOT.parent / "shared" / "data")
 
 # figure file stem -> (attack, model (+imprint), data set) of the full (GPU) config
 EXPECTED = {
@@ -205,3 +208,42 @@ def test_tiny_paper_sweep_end_to_end(tmp_path):
     assert (out / "fl_accuracy.png").is_file() and (out / "results.md").is_file()
     hist = json.loads((out / "fig48_fl_accuracy_mlp-tiny" / "fl_history.json").read_text())
     assert len(hist["round"]) == 3  # round 0 and two FedAvg rounds
+
+
+# :tiny presets run end to end in the default suite (the rest with -m slow): the RTF presets
+# whose fc2 behind the imprint block once diverged at round 0 on real CIFAR-10 (issue 34)
+FAST_TINY = ("fig26_rtf_fedavg_100clients", "fig30_rtf_fedavg_10clients")
+
+
+def _tiny_presets():
+    """benchmarks/tiny_presets.py (the benchmark that times the same presets), by path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "_tiny_presets", ROOT / "benchmarks" / "tiny_presets.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tiny_params():
+    tiny_presets = _tiny_presets()
+
+    out = []
+    for spec in tiny_presets.presets():
+        stem = pathlib.Path(spec.rsplit(":", 1)[0]).stem
+        marks = () if stem in FAST_TINY else (pytest.mark.slow,)
+        out.append(pytest.param(spec, id=stem, marks=marks))
+    return out
+
+
+@pytest.mark.parametrize("spec", _tiny_params())
+def test_tiny_preset_exits_0(spec, monkeypatch):
+    """Every :tiny preset runs to the end (exit 0) through the CLI: on the real CIFAR-10 /
+    MNIST subsets when ../shared/data (or $LEAKJAX_SHARED_DATA) holds them, on the built-in
+    digits otherwise. All presets: ``pytest -m slow -k test_tiny_preset_exits_0``."""
+    if (REAL_DATA / "cifar-10-batches-py").is_dir():
+        monkeypatch.setenv("LEAKJAX_SHARED_DATA", str(REAL_DATA))
+    row = _tiny_presets().run_one(spec)
+    assert row["rc"] == 0, row
