@@ -371,6 +371,7 @@ def simulate(
     slots = num_chunks * chunk  # selected clients padded with n = 0 clients
     train_round = make_train_round(model, settings, mean, std, mesh=mesh, defense=defense)
     check_secure_agg(defense, m)
+    group = defense.secure_agg_clients if defense else 1
     accuracy = make_accuracy(model, mean, std, settings.eval_batch)
 
     x_all, y_all, n_all = np.asarray(train.x), np.asarray(train.y), np.asarray(train.n)
