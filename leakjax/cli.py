@@ -64,7 +64,7 @@ def _split_attack_overrides(argv: list[str]) -> list[str]:
     kept = []
     no_file = not any(a == "--config" or a.startswith("--config=") for a in argv)
     for arg in argv:
-        if no_file and arg.startswith(_ATTACK_PREFIX + "name="):  # --list=attacks --config.attack.name=X
+        if no_file and arg.startswith(_ATTACK_PREFIX + "name="):  # --list=attacks, no file
             _LIST_ATTACK.append(arg.split("=", 1)[1])
             continue
         if arg.startswith(_ATTACK_PREFIX) and "=" in arg:

@@ -69,7 +69,8 @@ def load(spec: str):
 
     try:
         loader = importlib.machinery.SourceFileLoader("_leakjax_config_file", path)
-        module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+        spec_ = importlib.util.spec_from_loader(loader.name, loader)
+        module = importlib.util.module_from_spec(spec_)
         loader.exec_module(module)
     except Exception as e:  # noqa: BLE001 - a syntax error, a binary file, a failing import
         raise ConfigError(f"config file {path} cannot be loaded ({cause(e)})") from None

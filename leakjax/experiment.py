@@ -399,9 +399,7 @@ def _summary(p: Prepared, per_client, observations, history, parts) -> dict:
     return summary
 
 
-def run(
-    config, workdir, *, progress: bool | None = None, resume: bool = False, notes=()
-) -> dict:
+def run(config, workdir, *, progress: bool | None = None, resume: bool = False, notes=()) -> dict:
     """Run one experiment and write its results into ``workdir``.
 
     Args:
