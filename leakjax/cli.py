@@ -54,13 +54,19 @@ _ATTACK_PREFIX = "--config.attack."
 # likewise --config.defense.<key>=<value>: a setting of a chained defense
 _DEFENSE_OVERRIDES: dict[str, str] = {}
 _DEFENSE_PREFIX = "--config.defense."
+# --config.attack.name=X without --config (absl's config flags need a file): for --list=attacks
+_LIST_ATTACK: list[str] = []
 
 
 def _split_attack_overrides(argv: list[str]) -> list[str]:
     from leakjax.attacks.registry import RUN_KEYS
 
     kept = []
+    no_file = not any(a == "--config" or a.startswith("--config=") for a in argv)
     for arg in argv:
+        if no_file and arg.startswith(_ATTACK_PREFIX + "name="):  # --list=attacks, no file
+            _LIST_ATTACK.append(arg.split("=", 1)[1])
+            continue
         if arg.startswith(_ATTACK_PREFIX) and "=" in arg:
             key, value = arg[len(_ATTACK_PREFIX) :].split("=", 1)
             if key not in RUN_KEYS and "." not in key:
@@ -77,27 +83,25 @@ def _split_attack_overrides(argv: list[str]) -> list[str]:
     return kept
 
 
-def _file_attack_name(config) -> str | None:
+# the config file as its get_config returns it (before command-line overrides): loaded by
+# `_parse` through `config_files.load`, so that a bad file is one line naming it
+_FILE_CONFIG: list = []
+
+
+def _file_attack_name() -> str | None:
     """``attack.name`` as the config file sets it (before command-line overrides)."""
-    overrides = config_flags.get_override_values(flags.FLAGS["config"])
-    if "attack.name" not in overrides:
+    if not _FILE_CONFIG or "attack" not in _FILE_CONFIG[0]:
         return None
-    import importlib.util
-
-    path, _, preset = config_flags.get_config_filename(flags.FLAGS["config"]).partition(":")
-    spec = importlib.util.spec_from_file_location("_leakjax_cli_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    cfg = module.get_config(preset) if preset else module.get_config()
-    return str(cfg.attack.name)
+    return str(_FILE_CONFIG[0].attack.get("name"))
 
 
-def _apply_attack_overrides(config) -> None:
+def _apply_attack_overrides(config) -> list[str]:
     """Bind the attack's command-line settings into ``config.attack``.
 
     When ``--config.attack.name`` names another attack than the config file's, the file's
-    attack-specific keys were written for that other attack: they are dropped (with a note),
-    so the chosen attack runs with its own defaults plus the command line's settings.
+    attack-specific keys were written for that other attack: they are dropped, so the chosen
+    attack runs with its own defaults plus the command line's settings. Returns the note that
+    says so (printed once every check has passed: a rejected run prints only its error).
     """
     import typing
 
@@ -111,20 +115,20 @@ def _apply_attack_overrides(config) -> None:
     name = str(a.name)
     if name != NO_ATTACK and name not in attacks.names():
         raise ConfigError(f"attack.name={name!r} is not one of {(*attacks.names(), NO_ATTACK)}")
-    file_name = _file_attack_name(config)
+    file_name = _file_attack_name()
+    notes = []
     with config.unlocked():
         if file_name is not None and file_name != name:
             dropped = sorted(k for k in a.keys() if k not in RUN_KEYS)
             for k in dropped:
                 del a[k]
             if dropped:
-                print(
+                notes.append(
                     f"leakjax: note: attack.name={name!r} overrides the file's {file_name!r}; "
-                    f"its settings {', '.join('attack.' + k for k in dropped)} are not applied",
-                    file=sys.stderr,
+                    f"its settings {', '.join('attack.' + k for k in dropped)} are not applied"
                 )
         if not _ATTACK_OVERRIDES:
-            return
+            return notes
         if name == NO_ATTACK:
             key = next(iter(_ATTACK_OVERRIDES))
             raise ConfigError(f"attack.{key} is set but attack.name={NO_ATTACK!r}")
@@ -138,6 +142,7 @@ def _apply_attack_overrides(config) -> None:
                     f"attack.{key} is not a setting of {name} (its settings: {allowed})"
                 )
             a[key] = settings_lib.parse_value(f"attack.{key}", text, hints[fields[key].name])
+    return notes
 
 
 def _apply_defense_overrides(config) -> None:
@@ -169,12 +174,17 @@ def _apply_defense_overrides(config) -> None:
 
 
 def _list_attacks(config) -> None:
+    """Every attack, or the settings of one: the one ``--config.attack.name`` names, else the
+    config file's (an unknown name is an error, exit 2)."""
     from leakjax import attacks
+    from leakjax.config import NO_ATTACK
 
-    name = None if config is None else str(config.attack.name)
-    if name in attacks.names() and "attack.name" in (
-        config_flags.get_override_values(flags.FLAGS["config"]) or {}
-    ):
+    name = _LIST_ATTACK[-1] if _LIST_ATTACK else None
+    if name is None and config is not None:
+        name = str(config.attack.name)
+    if name is not None and name != NO_ATTACK:
+        if name not in attacks.names():
+            _fail(f"attack.name={name!r} is not one of {(*attacks.names(), NO_ATTACK)}")
         spec = attacks.get(name)
         print(f"{name}: {spec.paper}; modes {spec.modes}; labels {spec.allowed_labels()}")
         print("\n".join(spec.describe()))
@@ -204,12 +214,13 @@ def main(argv) -> None:
     from leakjax.types import ConfigError
 
     try:
-        _apply_attack_overrides(_CONFIG.value)
+        notes = _apply_attack_overrides(_CONFIG.value)
         _apply_defense_overrides(_CONFIG.value)
     except ConfigError as e:
         _fail(str(e).splitlines()[0])
     if not _WORKDIR.value:
         _fail("--workdir is required (a new or empty directory)")
+    workdir = os.path.expanduser(_WORKDIR.value)  # once: a quoted '~/runs/x' is the home's
     import logging
 
     if not _DEBUG.value:  # "Unable to initialize backend 'tpu'" on every CPU run
@@ -226,9 +237,9 @@ def main(argv) -> None:
         if _DEBUG.value:
             jax.config.update("jax_debug_nans", True)
             with jax.disable_jit():
-                summary = experiment.run(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value)
+                summary = experiment.run(_CONFIG.value, workdir, resume=_RESUME.value, notes=notes)
         else:
-            summary = experiment.run(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value)
+            summary = experiment.run(_CONFIG.value, workdir, resume=_RESUME.value, notes=notes)
     except ConfigError as e:  # includes DataError
         _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     except NumericalError as e:
@@ -251,16 +262,16 @@ def main(argv) -> None:
         "wall_seconds",
     )
     print("summary: " + ", ".join(f"{k}={summary.get(k)}" for k in keys if k in summary))
-    print(f"results in {_WORKDIR.value}")
+    print(f"results in {workdir}")
 
 
 def _one_line(e: BaseException) -> str:
     """The informative line of an error (the last line of an embedded traceback)."""
-    if isinstance(e, KeyError) and not isinstance(e.__cause__, Exception):
-        return _unknown_field(str(e.args[0]))
+    # ml_collections' unknown override: KeyError("'lrr'\nDid you mean ...") (in an AttributeError)
+    unknown = next((x for x in (e, *e.args, e.__cause__) if isinstance(x, KeyError)), None)
+    if unknown is not None and unknown.args:
+        return _unknown_field(str(unknown.args[0]).splitlines()[0].strip("\"'"))
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    if len(lines) == 1 and lines[0].strip("\"'").isidentifier():  # ml_collections' KeyError
-        return _unknown_field(lines[0].strip("\"'"))
     if not lines:
         return type(e).__name__
     if any(ln.startswith("Traceback") for ln in lines):
@@ -287,21 +298,14 @@ def _usage() -> str:
 
 
 def _unknown_field(field: str) -> str:
-    """'config.fl.bogus is not a setting' with the full key, read off the command line."""
+    """'fl.lrr is not a config setting; did you mean fl.lr?' with the full key, read off the
+    command line (`leakjax.config.unknown_key`, as for a config file's unknown key)."""
+    from leakjax.config import unknown_key
+
     for arg in sys.argv[1:]:
         path = arg.split("=", 1)[0].removeprefix("--config.")
         if arg.startswith("--config.") and path.split(".")[-1] == field:
-            group = path.rsplit(".", 1)[0] if "." in path else ""
-            known = ""
-            try:
-                from leakjax.config import base_config
-
-                base = base_config()
-                if group in base:
-                    known = f" (settings of {group}: {', '.join(base[group].keys())})"
-            except Exception:  # noqa: BLE001 - the message is still right without the list
-                pass
-            return f"{path} is not a config setting{known}"
+            return unknown_key(path)
     return f"unknown config field {field!r} (the schema is leakjax/config.py)"
 
 
@@ -327,8 +331,21 @@ def _parse(argv):
     if any(arg in _HELP_FLAGS for arg in argv[1:]):
         print(_usage())
         sys.exit(0)
+    from leakjax import config_files
+    from leakjax.types import ConfigError
+
+    argv = _resolve_config_args(argv)
+    for i, arg in enumerate(argv[1:], 1):  # the file first: its errors name it, one line
+        spec = arg[len("--config=") :] if arg.startswith("--config=") else None
+        if arg == "--config" and i + 1 < len(argv):
+            spec = argv[i + 1]
+        if spec is not None:
+            try:
+                _FILE_CONFIG[:] = [config_files.load(spec)]
+            except ConfigError as e:
+                _fail(str(e))
     try:
-        return flags.FLAGS(_split_attack_overrides(_resolve_config_args(argv)))
+        return flags.FLAGS(_split_attack_overrides(argv))
     except Exception as e:  # noqa: BLE001 - flags.Error, config file errors, bad overrides
         _fail(_one_line(e))
 

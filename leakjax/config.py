@@ -90,6 +90,44 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+# groups whose keys are open: the chosen attack's / chained defenses' settings, checked by
+# their binders (`spec.bind`, `defenses.bind`)
+_OPEN_GROUPS = ("attack", "defense")
+
+
+def unknown_key(key: str) -> str:
+    """The one-line message for a key that is not in the schema: ``fl.lrr is not a config
+    setting; did you mean fl.lr? (settings of fl: ...)``."""
+    import difflib
+
+    base = base_config()
+    group, _, field = key.rpartition(".")
+    known = list(base[group].keys()) if group in base and group not in _OPEN_GROUPS else []
+    if not group:
+        known = [k for k in base.keys() if not isinstance(base[k], ml_collections.ConfigDict)]
+    near = difflib.get_close_matches(field, known, n=1)
+    hint = f"; did you mean {group + '.' if group else ''}{near[0]}?" if near else ""
+    listed = f" (settings of {group}: {', '.join(known)})" if group and known else ""
+    return f"{key} is not a config setting{hint}{listed}"
+
+
+def check_keys(config) -> None:
+    """Every key the config sets is in the schema (`base_config`), outside the open groups:
+    a misspelt key in a config file (``c.fl.lrr = 0.3``) is refused, not silently ignored."""
+    base = base_config()
+    for key in config.keys():
+        value = config[key]
+        if key not in base:
+            raise ConfigError(unknown_key(str(key)))
+        if key in _OPEN_GROUPS or not isinstance(base[key], ml_collections.ConfigDict):
+            continue
+        if not isinstance(value, ml_collections.ConfigDict):
+            raise ConfigError(f"{key} must be a group of settings, got {value!r}")
+        for field in value.keys():
+            if field not in base[key]:
+                raise ConfigError(unknown_key(f"{key}.{field}"))
+
+
 def _choice(key: str, value, allowed) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}={value!r} is not one of {tuple(dict.fromkeys(allowed))}")
@@ -127,6 +165,7 @@ def validate(config) -> None:
     for group in ("data", "model", "fl", "attack"):
         if group not in config:
             raise ConfigError(f"config has no '{group}' group")
+    check_keys(config)
     d, m, f, a = config.data, config.model, config.fl, config.attack
     _num("seed", config.seed, low=0, integer=True)
     if not data.is_tfds_name(d.name):
@@ -183,6 +222,11 @@ def validate(config) -> None:
     if a.mode == "fedavg" and f.rounds < 1:
         raise ConfigError("fl.rounds must be >= 1 when attack.mode='fedavg'")
     if a.mode == "fedavg":  # gradient mode attacks the final model: attack.rounds unused
+        if not tuple(a.rounds):
+            raise ConfigError(
+                f"attack.rounds=() attacks no round: give at least one of -{f.rounds}.."
+                f"{f.rounds - 1} (negative counts from the end; -1 is the last round)"
+            )
         for r in tuple(a.rounds):
             if isinstance(r, bool) or not isinstance(r, int) or not -f.rounds <= r < f.rounds:
                 raise ConfigError(

@@ -43,3 +43,48 @@ def resolve(spec: str) -> str:
     except FileNotFoundError:
         return spec
     return f"{candidate}{sep}{preset}" if candidate.is_file() else spec
+
+
+def load(spec: str):
+    """``path.py[:preset]`` -> the ``ml_collections.ConfigDict`` its ``get_config`` returns.
+
+    Every failure is a one-line `ConfigError` naming the file and the cause: a missing or
+    unreadable file, one that is not Python, one without ``get_config``, a ``get_config`` that
+    raises (its exception type and message), or one that returns anything but a ConfigDict.
+    """
+    import importlib.machinery
+    import importlib.util
+
+    import ml_collections
+
+    from leakjax.types import ConfigError
+
+    path, _, preset = resolve(spec).partition(":")
+    if not pathlib.Path(path).is_file():
+        raise ConfigError(f"config file not found: {path}")
+
+    def cause(e: BaseException) -> str:
+        msg = " ".join(str(e).split())
+        return f"{type(e).__name__}: {msg[:300]}" if msg else type(e).__name__
+
+    try:
+        loader = importlib.machinery.SourceFileLoader("_leakjax_config_file", path)
+        spec_ = importlib.util.spec_from_loader(loader.name, loader)
+        module = importlib.util.module_from_spec(spec_)
+        loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 - a syntax error, a binary file, a failing import
+        raise ConfigError(f"config file {path} cannot be loaded ({cause(e)})") from None
+    get_config = getattr(module, "get_config", None)
+    if not callable(get_config):
+        raise ConfigError(f"config file {path} defines no get_config() function")
+    try:
+        config = get_config(preset) if preset else get_config()
+    except Exception as e:  # noqa: BLE001 - the file's own error, with its type and message
+        call = f"get_config({preset!r})" if preset else "get_config()"
+        raise ConfigError(f"config file {path}: {call} raised {cause(e)}") from None
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(
+            f"config file {path}: get_config() returned a {type(config).__name__}, not an "
+            "ml_collections.ConfigDict (start from leakjax.config.base_config())"
+        )
+    return config

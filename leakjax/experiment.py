@@ -26,7 +26,7 @@ from leakjax import attacks, data, defenses, metrics, models, plan, report
 from leakjax import labels as labels_lib
 from leakjax.config import NO_ATTACK, resolve_rounds, resolved_attack, validate
 from leakjax.defenses import report as defense_report
-from leakjax.fl import FLSettings, client_mesh, simulate
+from leakjax.fl import FLSettings, check_secure_agg, client_mesh, simulate
 from leakjax.fl import cache as fl_cache
 from leakjax.observation import GroundTruth, gradient_observation, stack
 from leakjax.progress import time_parts, time_summary
@@ -117,9 +117,10 @@ def prepare(config) -> Prepared:
     m = settings.num_selected(int(f.num_clients))
     if a.mode == "fedavg" and a.clients > m and not no_attack:
         raise ConfigError(f"attack.clients={a.clients} exceeds the {m} clients selected per round")
+    pipeline = defenses.bind(config.get("defense"))
+    check_secure_agg(pipeline, m)
     mesh = None if int(f.num_devices) == 1 else client_mesh(int(f.num_devices))
     spec = None if no_attack else attacks.get(a.name)
-    pipeline = defenses.bind(config.get("defense"))
     prepared = Prepared(
         config, ds, mean, std, train, local_test, model, settings, spec, mesh, pipeline
     )
@@ -165,7 +166,7 @@ def _check_resume(config, workdir: pathlib.Path) -> None:
     if (workdir / "metrics.json").exists():
         raise ConfigError(f"--resume: the run in {str(workdir)!r} already finished")
     old = _leaves(json.loads(cfg_file.read_text()))
-    new = _leaves(json.loads(config.to_json_best_effort()))
+    new = _leaves(_resolved(config))  # resolved values: an explicit default equals no setting
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if diff:
         shown = ", ".join(
@@ -179,9 +180,13 @@ def _check_resume(config, workdir: pathlib.Path) -> None:
 def _leaves(tree: dict, prefix: str = "") -> dict:
     """``{'a.b': value}`` of a nested config dict (without the run's metadata)."""
     out = {}
+    if not prefix:  # the attack's bound settings (config.json) stand for what config.attack set
+        out.update({f"attack.{k}": v for k, v in tree.get("attack_settings", {}).items()})
     for k, v in tree.items():
         if not prefix and k in ("_meta", "attack_settings"):
             continue
+        if not prefix and k == "attack" and isinstance(v, dict):
+            v = {k2: v2 for k2, v2 in v.items() if f"attack.{k2}" not in out}
         if isinstance(v, dict):
             out.update(_leaves(v, f"{prefix}{k}."))
         else:
@@ -394,7 +399,7 @@ def _summary(p: Prepared, per_client, observations, history, parts) -> dict:
     return summary
 
 
-def run(config, workdir, *, progress: bool | None = None, resume: bool = False) -> dict:
+def run(config, workdir, *, progress: bool | None = None, resume: bool = False, notes=()) -> dict:
     """Run one experiment and write its results into ``workdir``.
 
     Args:
@@ -404,13 +409,15 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
       resume: continue an interrupted run in ``workdir`` (same config): the FL results
         are reloaded from its cache and each attack from its last checkpoint; the
         results equal those of an uninterrupted run.
+      notes: lines printed to stderr once every check has passed (a rejected run prints
+        only its error).
 
     Returns the summary dict (also written to metrics.json['summary']).
     Raises ConfigError / DataError (nothing written) for bad input, and
     NumericalError if every attacked client's reconstruction failed with NaN/Inf.
     """
     t_start = time.perf_counter()
-    workdir = pathlib.Path(workdir)
+    workdir = pathlib.Path(workdir).expanduser()  # once: checked, written and cleaned alike
     plan.check_workdir(workdir, resume=resume)
     if resume:
         _check_resume(config, workdir)
@@ -420,6 +427,8 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
             "(or pass --resume to continue an interrupted run)"
         )
     p = prepare(config)
+    for note in notes:
+        print(note, file=sys.stderr)
     if progress is None:
         progress = bool(config.output.progress)
     if p.spec is not None and p.spec.kind == "client":  # a malicious client (e.g. DMGAN)
@@ -479,10 +488,16 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False) 
     return summary
 
 
+def _resolved(config) -> dict:
+    """The config as JSON types with ``attack_settings``, the attack's bound settings."""
+    resolved = json.loads(config.to_json_best_effort())
+    resolved["attack_settings"] = json.loads(json.dumps(_jsonable(resolved_attack(config))))
+    return resolved
+
+
 def write_config(config, workdir) -> None:
     """config.json: the resolved config, the attack's bound settings, versions, device, argv."""
-    resolved = json.loads(config.to_json_best_effort())
-    resolved["attack_settings"] = _jsonable(resolved_attack(config))
+    resolved = _resolved(config)
     resolved["_meta"] = {"versions": versions(), "device": device_info(), "argv": sys.argv}
     report.write_json(pathlib.Path(workdir) / "config.json", resolved)
 

@@ -77,7 +77,7 @@ def test_wheel_ships_configs_and_cli_resolves_them(tmp_path):
         text=True,
     )
     assert cli.returncode == 0, cli.stderr
-    assert "ig" in cli.stdout.split()
+    assert cli.stdout.startswith("ig: "), cli.stdout  # the file's attack, its settings
 
 
 def test_cli_unknown_config_still_one_line(tmp_path):

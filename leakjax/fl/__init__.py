@@ -16,7 +16,13 @@ from leakjax.fl.client import (
     momentum_weights,
     param_delta,
 )
-from leakjax.fl.server import FLSettings, SimResult, simulate, weighted_average
+from leakjax.fl.server import (
+    FLSettings,
+    SimResult,
+    check_secure_agg,
+    simulate,
+    weighted_average,
+)
 from leakjax.fl.sharding import client_mesh
 
 __all__ = [
@@ -26,6 +32,7 @@ __all__ = [
     "SimResult",
     "batch_gradient",
     "batch_schedule",
+    "check_secure_agg",
     "client_final",
     "client_init",
     "client_mesh",

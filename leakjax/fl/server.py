@@ -230,6 +230,17 @@ def make_accuracy(model, mean, std, batch: int = 500):
     return counts
 
 
+def check_secure_agg(defense, selected: int) -> None:
+    """Secure aggregation's groups fit in a round's ``selected`` clients (run by
+    `leakjax.experiment.prepare` before anything is written, and by `simulate`)."""
+    group = defense.secure_agg_clients if defense else 1
+    if group > selected:
+        raise ConfigError(
+            f"defense.secure_agg_clients={group} exceeds the {selected} clients selected per "
+            "round (fl.num_clients x fl.client_fraction)"
+        )
+
+
 def _check(settings: FLSettings, num_clients: int, n: np.ndarray) -> None:
     if settings.rounds < 1:
         raise ConfigError(f"fl.rounds must be >= 1, got {settings.rounds}")
@@ -359,11 +370,8 @@ def simulate(
     num_chunks = math.ceil(m / chunk)
     slots = num_chunks * chunk  # selected clients padded with n = 0 clients
     train_round = make_train_round(model, settings, mean, std, mesh=mesh, defense=defense)
+    check_secure_agg(defense, m)
     group = defense.secure_agg_clients if defense else 1
-    if group > m:
-        raise ConfigError(
-            f"defense.secure_agg_clients={group} exceeds the {m} clients selected per round"
-        )
     accuracy = make_accuracy(model, mean, std, settings.eval_batch)
 
     x_all, y_all, n_all = np.asarray(train.x), np.asarray(train.y), np.asarray(train.n)
