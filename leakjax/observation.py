@@ -12,7 +12,7 @@ import jax
 import numpy as np
 from flax import struct
 
-from leakjax.fl.client import ClientHParams
+from leakjax.fl.client import Client, ClientHParams, gradient, param_delta
 
 MODES = ("gradient", "fedavg")
 
@@ -89,54 +89,40 @@ def gradient_observation(
       variables: the model's variables.
       images: normalized float [B, H, W, C]; labels: int [B].
       train: BatchNorm in training mode (batch statistics) instead of running averages.
-      defense: a `leakjax.defenses.Pipeline` applied to the gradient: its step-level defenses
-        compute it (DP-SGD: per-example clipping and noise; BatchNorm in training mode), its
-        update-level ones transform it. ``key``: their noise.
+      defense: a `leakjax.defenses.Pipeline` applied to the gradient (`leakjax.fl.Client`'s
+        gradient: its step-level defenses compute it, e.g. DP-SGD's per-example clipping and
+        noise with BatchNorm in training mode, its update-level ones transform it).
+        ``key``: their noise.
     """
-    from leakjax.fl.client import gradient
-
     images = jax.numpy.asarray(images)
     labels = jax.numpy.asarray(labels)
+    n = int(images.shape[0])
+    hp = ClientHParams(lr=1.0, momentum=0.0, weight_decay=0.0, epochs=1, batch_size=n)
     if defense:
-        g = jax.jit(lambda v, x, y, k: defended_gradient(model, v, x, y, defense, k))(
-            variables, images, labels, key
-        )
+        client = Client(model, hp, defense)
+        g = jax.jit(client.gradient)(variables, images, labels, key)
     else:
         g = jax.jit(lambda v, x, y: gradient(model.apply, v, x, y, None, train=train))(
             variables, images, labels
         )
-    n = int(images.shape[0])
-    hp = ClientHParams(lr=1.0, momentum=0.0, weight_decay=0.0, epochs=1, batch_size=n)
     return Observation(
         variables=to_host(variables), update=to_host(g), hp=hp, mode="gradient", num_samples=n
     )
 
 
-def defended_gradient(model, variables, x, y, defense, key):
-    """The gradient a defended client shares for batch ``x, y``."""
-    from leakjax.defenses.base import UpdateContext
-    from leakjax.fl.client import batch_gradient
-
-    grad_fn = defense.grad_fn() or batch_gradient
-    valid = jax.numpy.ones((x.shape[0],), bool)
-    k_step, k_update = (None, None) if key is None else tuple(jax.random.split(key))
-    _, _, g = grad_fn(model.apply, variables["params"], variables, x, y, valid, k_step)
-    ctx = UpdateContext(model, variables, x, y, valid)
-    return defense.on_update(g, k_update, ctx)
-
-
 def fedavg_observation(
-    model, variables, images, labels, hp: ClientHParams, key=None
+    model, variables, images, labels, hp: ClientHParams, key=None, *, defense=None
 ) -> Observation:
     """The server's view of one client's FedAvg update on ``images`` (outside a simulation).
 
-    Runs `leakjax.fl.client_update` (shuffled with ``key``, or in order if None).
+    The same `leakjax.fl.Client` as the simulator's: local training (shuffled with ``key``, or
+    in order if None), then ``defense`` (a `leakjax.defenses.Pipeline`; its noise from
+    ``key``). Observation-level defenses (secure aggregation) are the simulator's.
     """
-    from leakjax.fl.client import client_update, param_delta
-
     images = jax.numpy.asarray(images)
     labels = jax.numpy.asarray(labels)
-    after = jax.jit(lambda v, x, y, k: client_update(model.apply, v, x, y, None, k, hp))(
+    client = Client(model, hp, defense)
+    after = jax.jit(lambda v, x, y, k: client.update(v, x, y, None, k))(
         variables, images, labels, key
     )
     before = to_host(variables)
@@ -148,4 +134,5 @@ def fedavg_observation(
         hp=hp,
         mode="fedavg",
         num_samples=int(images.shape[0]),
+        defense=defense or None,
     )

@@ -539,3 +539,51 @@ def test_adaptive_simulation_of_a_secure_aggregate_is_exact_at_the_truth(mlp):
     union = simulated_update(mlp, o.replace(defense=None), x, y)
     err = max(float(np.abs(a - b).max()) for a, b in zip(_leaves(union), _leaves(o.update)))
     assert err > 1e-4
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        dict(name="clip_update", clip=0.05),
+        dict(name="prune", prune_ratio=0.5),
+        dict(name="dp_sgd", clip=0.5, noise_multiplier=0.0),
+        dict(name="secure_agg", secure_agg_clients=3),
+        dict(name="clip_update,secure_agg", clip=0.05, secure_agg_clients=3),
+    ],
+    ids=["clip_update", "prune", "dp_sgd", "secure_agg", "clip_update+secure_agg"],
+)
+def test_one_defended_client_in_the_simulator_the_observation_and_the_attack(mlp, spec):
+    """One implementation of a defended client (`leakjax.fl.Client`): the simulator's
+    observation, `fedavg_observation` on the same data and the adaptive attacker's simulation
+    at the truth agree (one batch per epoch, so the client's shuffle only reorders a sum).
+    quantize is left out: the attacker simulates its expectation, not its draw."""
+    from leakjax.attacks.simulation import simulated_update
+    from leakjax.observation import fedavg_observation
+
+    pipe = defenses.bind(spec)
+    sa = pipe.secure_agg_clients
+    train, empty = _clients(n_clients=4, n=24)
+    s = FLSettings(rounds=1, epochs=2, batch_size=24, lr=0.1, momentum=0.5, lr_decay=1.0)
+    sim = simulate(
+        mlp, train, empty, None, None, np.zeros(1), np.ones(1), s, jax.random.key(0),
+        progress=False, defense=pipe, attack_rounds=(0,), attack_clients=1,
+    )  # fmt: skip
+    (o,), (t,) = sim.observations, sim.truths
+    x, y = jnp.asarray(t.images), jnp.asarray(t.labels)
+    attacker = simulated_update(mlp, o.replace(defense=pipe), x, y)
+    if sa > 1:  # the server sees the mean of the group's defended updates
+        rows = np.split(np.arange(x.shape[0]), sa)
+        served = [
+            fedavg_observation(mlp, o.variables, x[r], y[r], o.hp, defense=pipe) for r in rows
+        ]
+        served = jax.tree.map(lambda *u: sum(u) / sa, *[v.update for v in served])
+    else:
+        served = fedavg_observation(mlp, o.variables, x, y, o.hp, defense=pipe).update
+    for a, b, c in zip(_leaves(o.update), _leaves(served), _leaves(attacker), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(c, a, rtol=1e-5, atol=1e-6)
+    if pipe.of("update"):  # the defense acted: an undefended client differs
+        plain = fedavg_observation(mlp, o.variables, x, y, o.hp).update
+        assert (
+            max(float(np.abs(a - b).max()) for a, b in zip(_leaves(plain), _leaves(served))) > 1e-4
+        )

@@ -10,16 +10,11 @@ REFERENCE.md §5 item 5) for comparisons.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from leakjax.attacks import lowrank
-from leakjax.fl.client import (
-    ClientHParams,
-    batch_gradient,
-    client_update,
-    gradient,
-    param_delta,
-)
+from leakjax.fl.client import Client, ClientHParams, gradient
 
 SIMULATIONS = ("exact", "reference")
 
@@ -65,37 +60,29 @@ def simulated_update(
     """
     defense = obs.defense  # set only for an adaptive attack on a defended client
     if obs.mode == "gradient" and defense:
-        grad_fn = defense.grad_fn() or batch_gradient
-        valid = jnp.ones((x.shape[0],), bool)
-        _, _, g = grad_fn(model.apply, obs.variables["params"], obs.variables, x, y, valid, None)
-        return defense.simulate_update(g, obs.update)
+        return Client(model, obs.hp, defense, observed=obs.update).gradient(obs.variables, x, y)
     if obs.mode == "gradient":
         if factored:
             return lowrank.factored_gradient(model.apply, obs.variables, x, y, None, train=False)
         return gradient(model.apply, obs.variables, x, y, None, train=False)
-    grad_fn = defense.grad_fn() if defense else None
+
+    def client(xs):
+        hp = simulation_hparams(obs.hp, simulation, xs.shape[0])
+        return Client(model, hp, defense, observed=obs.update if defense else None)
 
     def one_client(xs, ys):
-        hp = simulation_hparams(obs.hp, simulation, xs.shape[0])
-        after = client_update(
-            model.apply, obs.variables, xs, ys, None, key, hp, remat=remat, grad_fn=grad_fn
-        )
-        return param_delta(obs.variables, after)
+        return client(xs).delta(obs.variables, xs, ys, None, key, remat=remat)
 
     sizes = tuple(obs.group_sizes or ()) if defense else ()
     if len(sizes) > 1 and sum(sizes) == x.shape[0]:
-        # secure aggregation: the aggregate of K clients' updates, each from its own rows of
-        # the union batch (clients of one size: one vmap; else one simulation per size)
-        delta = _group_mean(one_client, x, y, sizes)
-    else:
-        delta = one_client(x, y)
-    return defense.simulate_update(delta, obs.update) if defense else delta
+        # secure aggregation: the aggregate of K clients' defended updates, each from its own
+        # rows of the union batch (clients of one size: one vmap; else one simulation per size)
+        return _group_mean(one_client, x, y, sizes)
+    return one_client(x, y)
 
 
 def _group_mean(one_client, x, y, sizes):
     """sum_k (n_k / n) * one_client(rows of client k) for consecutive row groups ``sizes``."""
-    import jax
-
     total = sum(sizes)
     starts = [sum(sizes[:k]) for k in range(len(sizes))]
     acc = None

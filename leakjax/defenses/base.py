@@ -24,20 +24,10 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
+from leakjax.fl.client import UpdateContext
 from leakjax.settings import Checked
 
 STAGES = ("step", "update", "server", "observation")
-
-
-@dataclasses.dataclass(frozen=True)
-class UpdateContext:
-    """What a client-side update hook may look at: the model, the received variables, data."""
-
-    model: Any  # leakjax.models.Model
-    variables: Any
-    x: Any
-    y: Any
-    mask: Any
 
 
 @dataclasses.dataclass(frozen=True)

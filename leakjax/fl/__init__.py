@@ -1,8 +1,11 @@
 """Federated averaging: the one local-training loop and the simulator."""
 
 from leakjax.fl.client import (
+    Client,
+    ClientDefense,
     ClientHParams,
     ClientState,
+    UpdateContext,
     batch_gradient,
     batch_schedule,
     client_final,
@@ -15,6 +18,7 @@ from leakjax.fl.client import (
     local_steps,
     momentum_weights,
     param_delta,
+    with_delta,
 )
 from leakjax.fl.server import (
     FLSettings,
@@ -26,6 +30,8 @@ from leakjax.fl.server import (
 from leakjax.fl.sharding import client_mesh
 
 __all__ = [
+    "Client",
+    "ClientDefense",
     "ClientHParams",
     "ClientState",
     "FLSettings",
@@ -45,5 +51,7 @@ __all__ = [
     "gradient",
     "param_delta",
     "simulate",
+    "UpdateContext",
     "weighted_average",
+    "with_delta",
 ]

@@ -21,11 +21,12 @@ Decentralized Data", https://arxiv.org/abs/1602.05629.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import threading
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -375,3 +376,165 @@ def client_update(
 def param_delta(before: Variables, after: Variables):
     """``before['params'] - after['params']``: what a FedAvg client's update reveals."""
     return jax.tree.map(jnp.subtract, before["params"], after["params"])
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateContext:
+    """What a client-side update hook may look at: the model, the received variables, data."""
+
+    model: Any  # leakjax.models.Model
+    variables: Any
+    x: Any
+    y: Any
+    mask: Any
+
+
+class ClientDefense(Protocol):
+    """What a client's defense provides (`leakjax.defenses.Pipeline` implements it)."""
+
+    acts_on_update: bool
+
+    def grad_fn(self) -> GradFn | None: ...
+
+    def on_update(self, delta, key: PRNGKey | None, ctx: UpdateContext | None): ...
+
+    def simulate_update(self, delta, observed): ...
+
+
+def with_delta(global_vars: Variables, after: Variables, old_delta, new_delta) -> Variables:
+    """``after`` with the parameters ``global - new_delta``; entries a defense left unchanged
+    keep ``after``'s bits (``global - (global - after)`` can round differently)."""
+    out = dict(after)
+    out["params"] = jax.tree.map(
+        lambda g, a, d0, d1: jnp.where(d1 == d0, a, g - d1),
+        global_vars["params"],
+        after["params"],
+        old_delta,
+        new_delta,
+    )
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Client:
+    """A FedAvg client as the server sees it: local training, then its defense.
+
+    The one place where a defended client's update is computed: the simulator
+    (`leakjax.fl.server`), the server's view outside a simulation
+    (`leakjax.observation.fedavg_observation` / `gradient_observation`) and an adaptive
+    attacker's simulation (`leakjax.attacks.simulation`) all call it.
+
+    Keys: a client given ``key`` shuffles its data with ``key``, draws its step-level noise
+    (DP-SGD, local noise) from ``fold_in(key, 1)`` and its update-level noise (quantization,
+    random pruning) from ``fold_in(key, 2)``; ``key=None``: fixed order and no noise (an
+    attacker's simulation).
+
+    Attributes:
+      model: a `leakjax.models.Model`.
+      hp: the local-training hyperparameters.
+      defense: a `ClientDefense` (`leakjax.defenses.Pipeline`); None or empty: plain FedAvg.
+      observed: set only for an adaptive attacker: the observed update, whose defense the
+        attacker simulates (``defense.simulate_update``: no randomness, the client's zeroed
+        coordinates zeroed) instead of applying it.
+    """
+
+    model: Any
+    hp: ClientHParams
+    defense: ClientDefense | None = None
+    observed: Any = None
+
+    def _grad_fn(self) -> GradFn | None:
+        return self.defense.grad_fn() if self.defense else None
+
+    def final(self, delta, key: PRNGKey | None = None, ctx: UpdateContext | None = None):
+        """The update as the server sees it, from the trained ``delta`` (``before - after`` or,
+        in gradient mode, the gradient): the defense's update-level hooks applied (or
+        simulated, for an attacker)."""
+        if not self.defense:
+            return delta
+        if self.observed is not None:
+            return self.defense.simulate_update(delta, self.observed)
+        if not self.defense.acts_on_update:
+            return delta
+        return self.defense.on_update(delta, key, ctx)
+
+    def _train(self, variables, x, y, mask, key, *, remat=False, schedule=None):
+        """(variables after the local steps, mean loss): step-level defenses included; noise
+        only for a real client given a key (an attacker draws none)."""
+        grad_fn = self._grad_fn()
+        real = key is not None and self.observed is None
+        noise_key = jax.random.fold_in(key, 1) if grad_fn is not None and real else None
+        return client_update(
+            self.model.apply,
+            variables,
+            x,
+            y,
+            mask,
+            key,
+            self.hp,
+            remat=remat,
+            return_loss=True,
+            schedule=schedule,
+            grad_fn=grad_fn,
+            noise_key=noise_key,
+        )
+
+    def update(
+        self,
+        variables: Variables,
+        x: Array,
+        y: Array,
+        mask: Array | None = None,
+        key: PRNGKey | None = None,
+        *,
+        remat: bool = False,
+        return_loss: bool = False,
+        schedule: tuple[Array, Array] | None = None,
+    ):
+        """The variables the client sends back after local training on ``x, y`` (defended).
+
+        Args as `client_update`. Returns the variables (and the mean training loss if
+        ``return_loss``). An attacker (``observed`` set) uses `delta`.
+        """
+        after, loss = self._train(variables, x, y, mask, key, remat=remat, schedule=schedule)
+        if self.defense and self.defense.acts_on_update and self.observed is None:
+            delta = param_delta(variables, after)
+            ctx = UpdateContext(self.model, variables, x, y, mask)
+            update_key = None if key is None else jax.random.fold_in(key, 2)
+            after = with_delta(variables, after, delta, self.final(delta, update_key, ctx))
+        return (after, loss) if return_loss else after
+
+    def local_delta(self, variables, x, y, mask=None, key=None, *, remat=False, schedule=None):
+        """``before - after`` of the local steps alone (step-level defenses, no update-level
+        ones): what secure aggregation sums before the aggregate's hooks."""
+        after, _ = self._train(variables, x, y, mask, key, remat=remat, schedule=schedule)
+        return param_delta(variables, after)
+
+    def delta(
+        self,
+        variables: Variables,
+        x: Array,
+        y: Array,
+        mask: Array | None = None,
+        key: PRNGKey | None = None,
+        *,
+        remat: bool = False,
+        schedule: tuple[Array, Array] | None = None,
+    ):
+        """The update ``before - after`` as the server sees it (simulated for an attacker)."""
+        if self.observed is None:
+            after = self.update(variables, x, y, mask, key, remat=remat, schedule=schedule)
+            return param_delta(variables, after)
+        return self.final(
+            self.local_delta(variables, x, y, mask, key, remat=remat, schedule=schedule)
+        )
+
+    def gradient(self, variables: Variables, x: Array, y: Array, key: PRNGKey | None = None):
+        """The gradient the client shares for its batch ``x, y`` (FedSGD), defended: its
+        step-level defenses compute it (noise from ``split(key)[0]``), its update-level ones
+        transform it (``split(key)[1]``)."""
+        grad_fn = self._grad_fn() or batch_gradient
+        valid = jnp.ones((x.shape[0],), bool)
+        k_step, k_update = (None, None) if key is None else tuple(jax.random.split(key))
+        _, _, g = grad_fn(self.model.apply, variables["params"], variables, x, y, valid, k_step)
+        return self.final(g, k_update, UpdateContext(self.model, variables, x, y, valid))

@@ -1,7 +1,7 @@
 """FedAvg server: client sampling, vmapped local training, weighted aggregation, evaluation.
 
 One round: the server samples ``round(K * client_fraction)`` clients, each trains
-locally with `leakjax.fl.client.client_update` (vmapped over a chunk of clients,
+locally as a `leakjax.fl.client.Client` (vmapped over a chunk of clients,
 chunks scanned so memory stays bounded for 100s of clients), and the new global
 model is the average of the clients' variables weighted by their sample counts
 (BatchNorm statistics included, as the reference averages the whole state dict).
@@ -26,8 +26,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from leakjax import observation as obs_lib  # module import: observation imports fl.client
-from leakjax.defenses.base import UpdateContext
-from leakjax.fl.client import ClientHParams, client_update, param_delta
+from leakjax.fl.client import Client, ClientHParams, param_delta, with_delta
 from leakjax.progress import Progress
 from leakjax.types import ConfigError, NumericalError
 
@@ -95,20 +94,6 @@ def resolve_client_chunk(client_chunk: int, num_clients: int) -> int:
     return max(1, min(int(client_chunk), int(num_clients)))
 
 
-def _apply_update(global_vars, after, old_delta, new_delta):
-    """``after`` with the parameters ``global - new_delta``; entries a defense left unchanged
-    keep ``after``'s bits (``global - (global - after)`` can round differently)."""
-    out = dict(after)
-    out["params"] = jax.tree.map(
-        lambda g, a, d0, d1: jnp.where(d1 == d0, a, g - d1),
-        global_vars["params"],
-        after["params"],
-        old_delta,
-        new_delta,
-    )
-    return out
-
-
 def make_train_round(model, settings: FLSettings, mean, std, mesh=None, defense=None):
     """Build the jitted function that runs one FedAvg round on a chunked client batch.
 
@@ -128,33 +113,13 @@ def make_train_round(model, settings: FLSettings, mean, std, mesh=None, defense=
     momentum, wd = float(settings.momentum), float(settings.weight_decay)
     epochs, bs = int(settings.epochs), int(settings.batch_size)
 
-    grad_fn = defense.grad_fn() if defense else None
-    on_update = bool(defense) and defense.acts_on_update
     on_server = bool(defense) and defense.acts_on_server
 
     def one_client(global_vars, x8, y, n, key, lr):
         hp = ClientHParams(lr=lr, momentum=momentum, weight_decay=wd, epochs=epochs, batch_size=bs)
         mask = jnp.arange(x8.shape[0]) < n
         x = _normalize(x8, mean, std)
-        noise_key = None if grad_fn is None else jax.random.fold_in(key, 1)
-        after, loss = client_update(
-            model.apply,
-            global_vars,
-            x,
-            y,
-            mask,
-            key,
-            hp,
-            return_loss=True,
-            grad_fn=grad_fn,
-            noise_key=noise_key,
-        )
-        if on_update:
-            ctx = UpdateContext(model, global_vars, x, y, mask)
-            delta = param_delta(global_vars, after)
-            new_delta = defense.on_update(delta, jax.random.fold_in(key, 2), ctx)
-            after = _apply_update(global_vars, after, delta, new_delta)
-        return after, loss
+        return Client(model, hp, defense).update(global_vars, x, y, mask, key, return_loss=True)
 
     def train_round(global_vars, x, y, n, keys, lr, att_idx, server_key=None):
         chunk = x.shape[1]
@@ -198,7 +163,7 @@ def make_train_round(model, settings: FLSettings, mean, std, mesh=None, defense=
             max_w = jnp.max(n).astype(jnp.float32) / total
             mean_delta = param_delta(global_vars, acc)
             noisy = defense.on_server(mean_delta, server_key, max_w)
-            acc = _apply_update(global_vars, acc, mean_delta, noisy)
+            acc = with_delta(global_vars, acc, mean_delta, noisy)
         return acc, att, loss
 
     return jax.jit(train_round)
