@@ -246,6 +246,122 @@ def _record(history: dict, stats: dict, point: int) -> None:
         history.setdefault(k, [None] * point).append(v)
 
 
+def _make_evaluate(model, mean, std, batch, local_test, test_images, test_labels):
+    """``evaluate(variables) -> {'local_test_acc', 'test_acc'}`` (those with data)."""
+    accuracy = make_accuracy(model, mean, std, batch)
+    lt_valid = np.arange(local_test.x.shape[1])[None, :] < np.asarray(local_test.n)[:, None]
+    lt_x = np.asarray(local_test.x).reshape((-1,) + local_test.x.shape[2:])
+    lt_y = np.asarray(local_test.y).reshape(-1)
+    lt_valid = lt_valid.reshape(-1)
+
+    def evaluate(v):
+        out = {}
+        if lt_valid.any():
+            c, t = accuracy(v, lt_x, lt_y, lt_valid)
+            out["local_test_acc"] = float(c) / max(float(t), 1.0)
+        if test_images is not None:
+            c, t = accuracy(v, test_images, test_labels, np.ones(len(test_labels), bool))
+            out["test_acc"] = float(c) / max(float(t), 1.0)
+        return out
+
+    return evaluate
+
+
+def _attacked_groups(rng, sel, attack_clients, group: int) -> list[list[int]]:
+    """The round's attacked clients among the selected ``sel``: ``attack_clients`` drawn at
+    random (an int), or the listed ids that were selected (None: a round not attacked);
+    under secure aggregation each with ``group - 1`` other selected clients (its aggregate)."""
+    if attack_clients is None:
+        att_ids = np.zeros((0,), int)
+    elif isinstance(attack_clients, int):
+        att_ids = np.sort(rng.choice(sel, size=attack_clients, replace=False))
+    else:
+        att_ids = np.array([c for c in attack_clients if c in set(sel.tolist())], int)
+    groups = [[int(c)] for c in att_ids]
+    if group > 1:
+        for g in groups:
+            others = np.setdiff1d(sel, g)
+            g.extend(int(c) for c in np.sort(rng.choice(others, group - 1, replace=False)))
+    return groups
+
+
+def _train_selected(
+    train_round, variables, data, sel, groups, layout, round_key, hp, mesh, override, num_clients
+):
+    """One round's local training of the selected clients (padded to ``layout = (chunks,
+    chunk)`` with n = 0 clients; a malicious client's slot has n = 0 too, so the honest mean
+    leaves it out). Returns (honest mean variables, attacked client ids, their variables,
+    mean training loss, the honest clients' sample total)."""
+    x_all, y_all, n_all = data
+    m = sel.shape[0]
+    pad = layout[0] * layout[1] - m
+    sel_p = np.concatenate([sel, np.zeros(pad, sel.dtype)])
+    n_sel = np.concatenate([n_all[sel], np.zeros(pad, n_all.dtype)])
+    if override is not None and int(override.client_id) in sel:
+        n_sel[np.searchsorted(sel, int(override.client_id))] = 0
+    members = np.unique(np.array([c for g in groups for c in g], int))
+    att_pos = np.searchsorted(sel, members).astype(np.int32)
+    keys = jax.vmap(lambda c: jax.random.fold_in(round_key, c))(jnp.asarray(sel_p))
+
+    def shape(a):
+        return a.reshape(layout + a.shape[1:])
+
+    xs, ys, ns, ks = shape(x_all[sel_p]), shape(y_all[sel_p]), shape(n_sel), shape(keys)
+    if mesh is not None:
+        spec = NamedSharding(mesh, P(None, "clients"))
+        xs, ys, ns, ks = (jax.device_put(a, spec) for a in (xs, ys, ns, ks))
+    server_key = jax.random.fold_in(round_key, num_clients)  # client keys use ids < N
+    new_vars, att_vars, loss = train_round(
+        variables, xs, ys, ns, ks, jnp.float32(hp.lr), jnp.asarray(att_pos), server_key
+    )
+    return new_vars, members, att_vars, float(loss), int(n_sel.sum())
+
+
+def _observe(variables, members, att_vars, groups, data, hp, r, defense, mean, std):
+    """The server's observations and the truths of the round's attacked groups: a client's
+    update, or under secure aggregation its group's sample-weighted mean update."""
+    x_all, y_all, n_all = data
+    before = obs_lib.to_host(variables)
+    after_of = {
+        int(c): obs_lib.to_host(jax.tree.map(lambda a, j=j: a[j], att_vars))
+        for j, c in enumerate(members)
+    }
+    observations, truths = [], []
+    for g in groups:
+        w = np.array([n_all[c] for c in g], np.float64)
+        w = w / w.sum()
+        after = after_of[g[0]]
+        if len(g) > 1:
+            after = jax.tree.map(
+                lambda *vs: np.tensordot(w, np.stack(vs), 1).astype(vs[0].dtype),
+                *[after_of[c] for c in g],
+            )
+        observations.append(
+            obs_lib.Observation(
+                variables=before,
+                update=obs_lib.to_host(param_delta(before, after)),
+                variables_after=after,
+                hp=hp,
+                mode="fedavg",
+                num_samples=int(sum(n_all[c] for c in g)),
+                round=r,
+                client_id=int(g[0]),
+                defense=defense or None,
+                group_sizes=tuple(int(n_all[c]) for c in g) if len(g) > 1 else (),
+            )
+        )
+        truths.append(
+            obs_lib.GroundTruth(
+                images=np.concatenate(
+                    [np.asarray(_normalize(x_all[c, : n_all[c]], mean, std)) for c in g]
+                ),
+                labels=np.concatenate([np.asarray(y_all[c, : n_all[c]]) for c in g]),
+                owners=None if len(g) == 1 else np.repeat(g, [int(n_all[c]) for c in g]),
+            )
+        )
+    return observations, truths
+
+
 def simulate(
     model,
     train,
@@ -333,27 +449,13 @@ def simulate(
     chunk = resolve_client_chunk(settings.client_chunk, m)
     chunk = math.ceil(chunk / ndev) * ndev
     num_chunks = math.ceil(m / chunk)
-    slots = num_chunks * chunk  # selected clients padded with n = 0 clients
     train_round = make_train_round(model, settings, mean, std, mesh=mesh, defense=defense)
     check_secure_agg(defense, m)
     group = defense.secure_agg_clients if defense else 1
-    accuracy = make_accuracy(model, mean, std, settings.eval_batch)
-
-    x_all, y_all, n_all = np.asarray(train.x), np.asarray(train.y), np.asarray(train.n)
-    lt_valid = np.arange(local_test.x.shape[1])[None, :] < np.asarray(local_test.n)[:, None]
-    lt_x = np.asarray(local_test.x).reshape((-1,) + local_test.x.shape[2:])
-    lt_y = np.asarray(local_test.y).reshape(-1)
-    lt_valid = lt_valid.reshape(-1)
-
-    def evaluate(v):
-        out = {}
-        if lt_valid.any():
-            c, t = accuracy(v, lt_x, lt_y, lt_valid)
-            out["local_test_acc"] = float(c) / max(float(t), 1.0)
-        if test_images is not None:
-            c, t = accuracy(v, test_images, test_labels, np.ones(len(test_labels), bool))
-            out["test_acc"] = float(c) / max(float(t), 1.0)
-        return out
+    evaluate = _make_evaluate(
+        model, mean, std, settings.eval_batch, local_test, test_images, test_labels
+    )
+    data = (np.asarray(train.x), np.asarray(train.y), np.asarray(train.n))
 
     history = {"round": [0], "lr": [None], "train_loss": [None], "selected": [[]]}
     for k, val in evaluate(variables).items():
@@ -369,96 +471,34 @@ def simulate(
     attack_set = set(int(r) for r in attack_rounds)
     for r in range(settings.rounds):
         sel = np.sort(rng.choice(num_clients, size=m, replace=False))
-        pad = slots - m
-        sel_p = np.concatenate([sel, np.zeros(pad, sel.dtype)])
-        n_sel = np.concatenate([n_all[sel], np.zeros(pad, n_all.dtype)])
-        malicious = client_override is not None and int(client_override.client_id) in sel
-        if malicious:  # the honest clients' mean leaves the malicious client out
-            n_sel[np.searchsorted(sel, int(client_override.client_id))] = 0
-        shape = lambda a: a.reshape((num_chunks, chunk) + a.shape[1:])
-        if r in attack_set:
-            if isinstance(attack_clients, int):
-                att_ids = np.sort(rng.choice(sel, size=attack_clients, replace=False))
-            else:
-                att_ids = np.array([c for c in attack_clients if c in set(sel.tolist())], int)
-        else:
-            att_ids = np.zeros((0,), int)
-        groups = [[int(c)] for c in att_ids]
-        if group > 1:
-            for g in groups:
-                others = np.setdiff1d(sel, g)
-                g.extend(int(c) for c in np.sort(rng.choice(others, group - 1, replace=False)))
-        members = np.unique(np.array([c for g in groups for c in g], int))
-        att_pos = np.searchsorted(sel, members).astype(np.int32)
+        groups = _attacked_groups(rng, sel, attack_clients if r in attack_set else None, group)
         round_key = jax.random.fold_in(run_key, r)
-        keys = jax.vmap(lambda c: jax.random.fold_in(round_key, c))(jnp.asarray(sel_p))
         hp = settings.hparams(r)
-        xs, ys, ns, ks = shape(x_all[sel_p]), shape(y_all[sel_p]), shape(n_sel), shape(keys)
-        if mesh is not None:
-            spec = NamedSharding(mesh, P(None, "clients"))
-            xs, ys, ns, ks = (jax.device_put(a, spec) for a in (xs, ys, ns, ks))
-        server_key = jax.random.fold_in(round_key, num_clients)  # client keys use ids < N
-        new_vars, att_vars, loss = train_round(
-            variables, xs, ys, ns, ks, jnp.float32(hp.lr), jnp.asarray(att_pos), server_key
-        )
-        loss = float(loss)
+        new_vars, members, att_vars, loss, n_honest = _train_selected(
+            train_round, variables, data, sel, groups, (num_chunks, chunk), round_key, hp,
+            mesh, client_override, num_clients,
+        )  # fmt: skip
         if not np.isfinite(loss):
             raise NumericalError(
                 f"FedAvg diverged: the mean training loss is {loss} at round {r} (lower fl.lr?)"
             )
-        before = obs_lib.to_host(variables)
-        after_of = {
-            int(c): obs_lib.to_host(jax.tree.map(lambda a, j=j: a[j], att_vars))
-            for j, c in enumerate(members)
-        }
-        for g in groups:
-            w = np.array([n_all[c] for c in g], np.float64)
-            w = w / w.sum()
-            after = after_of[g[0]]
-            if len(g) > 1:
-                after = jax.tree.map(
-                    lambda *vs: np.tensordot(w, np.stack(vs), 1).astype(vs[0].dtype),
-                    *[after_of[c] for c in g],
-                )
-            nk = int(sum(n_all[c] for c in g))
-            observations.append(
-                obs_lib.Observation(
-                    variables=before,
-                    update=obs_lib.to_host(param_delta(before, after)),
-                    variables_after=after,
-                    hp=hp,
-                    mode="fedavg",
-                    num_samples=nk,
-                    round=r,
-                    client_id=int(g[0]),
-                    defense=defense or None,
-                    group_sizes=tuple(int(n_all[c]) for c in g) if len(g) > 1 else (),
-                )
-            )
-            truths.append(
-                obs_lib.GroundTruth(
-                    images=np.concatenate(
-                        [np.asarray(_normalize(x_all[c, : n_all[c]], mean, std)) for c in g]
-                    ),
-                    labels=np.concatenate([np.asarray(y_all[c, : n_all[c]]) for c in g]),
-                    owners=None if group == 1 else np.repeat(g, [int(n_all[c]) for c in g]),
-                )
-            )
-        if malicious:
+        obs, tru = _observe(variables, members, att_vars, groups, data, hp, r, defense, mean, std)
+        observations += obs
+        truths += tru
+        if client_override is not None and int(client_override.client_id) in sel:
             c = int(client_override.client_id)
             new_vars = _override_round(
-                client_override, r, variables, new_vars, int(n_sel.sum()), hp,
-                (x_all, y_all, n_all), jax.random.fold_in(round_key, c),
+                client_override, r, variables, new_vars, n_honest, hp, data,
+                jax.random.fold_in(round_key, c),
             )  # fmt: skip
         if client_override is not None:
             _record(history, client_override.after_round(r + 1, variables, new_vars), r + 1)
         variables = new_vars
         ev = evaluate(variables)
-        history["round"].append(r + 1)
-        history["lr"].append(hp.lr)
-        history["train_loss"].append(loss)
-        history["selected"].append(sel.tolist())
-        for k, val in ev.items():
-            history.setdefault(k, []).append(val)
+        _record(
+            history,
+            {"round": r + 1, "lr": hp.lr, "train_loss": loss, "selected": sel.tolist(), **ev},
+            r + 1,
+        )
         prog.update(r + 1, loss=loss, **{k: float(v) for k, v in ev.items()})
     return SimResult(variables=variables, history=history, observations=observations, truths=truths)
