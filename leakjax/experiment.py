@@ -30,7 +30,7 @@ from leakjax.defenses import report as defense_report
 from leakjax.fl import FLSettings, client_mesh, simulate
 from leakjax.fl import cache as fl_cache
 from leakjax.observation import GroundTruth, gradient_observation, stack
-from leakjax.progress import time_parts, time_summary
+from leakjax.progress import round_label, time_parts, time_summary
 from leakjax.provenance import device_info, provenance, versions  # noqa: F401 (re-exported)
 from leakjax.types import ConfigError, NumericalError
 
@@ -294,7 +294,8 @@ def _score(p: Prepared, observations, truths, outcomes, history):
             grid_lp.append(int(rec_y[ri]) if rec_y is not None else -1)
             grid_psnr.append(ps)
         steps_axis = list(range(1, len(res.losses[j][res.best[j]]) + 1))
-        curves[f"client {obs.client_id} r{obs.round}"] = (
+        label = f"client {obs.client_id}, {round_label(obs.round, int(p.config.fl.rounds))}"
+        curves[label] = (
             steps_axis,
             [float(v) for v in res.losses[j][res.best[j]]],
         )

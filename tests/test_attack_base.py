@@ -137,7 +137,8 @@ def test_steps_not_multiple_of_chunk_and_progress_output(capsys):
     res = run(toy(T), jax.random.key(0), steps=25, restarts=1, chunk=10, progress=True, name="toy")
     assert res.losses.shape == (1, 1, 25)
     out = capsys.readouterr().out
-    assert "[toy] step 25/25" in out and "ETA" in out and "best_loss" in out
+    assert "[toy] step 25/25" in out and "ETA" in out and "loss_min" in out
+    assert "best_loss" not in out  # issue 33 #13: it is the current minimum, not a best
     assert out.splitlines()[0].startswith("[toy] compiling")  # said before the first chunk
 
 

@@ -260,8 +260,10 @@ def _restore(path, fresh: _Carry, s: _Setup, meta, name: str):
 
 
 def _progress_fields(alive, last_loss, restarts: int) -> dict:
+    """``loss_min``: the lowest current loss over all trials' healthy restarts (a minimum
+    across restarts now, not a running best: it can rise between lines); ``failed``."""
     healthy = np.where(alive, last_loss, np.inf)
-    fields = {"best_loss": float(np.min(healthy)) if np.isfinite(healthy).any() else float("nan")}
+    fields = {"loss_min": float(np.min(healthy)) if np.isfinite(healthy).any() else float("nan")}
     nfail = int((~alive).sum())
     if nfail:
         fields["failed"] = f"{nfail}/{alive.shape[0] * restarts}"
