@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from leakjax import models
-from leakjax.models import conv, pooling
+from leakjax.models import conv, hash_rng, initializers, pooling
 from leakjax.types import ConfigError
 
 IMPLS = [i for i in conv.IMPLS if i not in ("auto", "xla")]
@@ -284,3 +284,21 @@ def test_subpixel_conv_transpose_equals_flax_conv_transpose():
         jax.tree.leaves(loss(new)(v, x)), jax.tree.leaves(loss(ref)(v, x)), strict=True
     ):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_conv_module_holds_convolutions_only():
+    """Pooling, the hash RNG and torch-style init live in their own modules (no re-exports)."""
+    for name in (
+        "max_pool",
+        "avg_pool",
+        "adaptive_avg_pool",
+        "hash_bits",
+        "hash_uniform",
+        "hash_normal",
+        "normal_init",
+        "kaiming_normal_fan_out_init",
+    ):
+        assert not hasattr(conv, name), name
+    assert pooling.max_pool.__module__ == "leakjax.models.pooling"
+    assert hash_rng.hash_bits.__module__ == "leakjax.models.hash_rng"
+    assert initializers.torch_uniform_init.__module__ == "leakjax.models.initializers"
