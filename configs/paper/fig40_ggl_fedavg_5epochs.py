@@ -31,6 +31,6 @@ def get_config(preset: str = ""):
     c.attack.labels = "geng"
     # tiny: 5 local epochs of one step each (data.max_train = 12 x clients: 10 training images
     # a client, batch 10): GGL searches one latent per local image through the simulated
-    # local training, and the cpu share (16 images, 2 steps an epoch) made it ~3 x dearer.
+    # local training: the cpu share (16 images, 2 steps an epoch) took 1.75 x as long.
     tiny = {"data.max_train": 12 * 100}
     return shrink(c, preset, cpu={"attack.steps": 30, "attack.chunk": 15}, tiny=tiny)
