@@ -24,12 +24,13 @@ import numpy as np
 
 from leakjax import attacks, data, defenses, metrics, models, plan, report
 from leakjax import labels as labels_lib
+from leakjax.attacks.signals import Interrupted, catch_signals
 from leakjax.config import NO_ATTACK, resolve_rounds, resolved_attack, validate
 from leakjax.defenses import report as defense_report
 from leakjax.fl import FLSettings, check_secure_agg, client_mesh, simulate
 from leakjax.fl import cache as fl_cache
 from leakjax.observation import GroundTruth, gradient_observation, stack
-from leakjax.progress import time_parts, time_summary
+from leakjax.progress import round_label, time_parts, time_summary
 from leakjax.provenance import device_info, provenance, versions  # noqa: F401 (re-exported)
 from leakjax.types import ConfigError, NumericalError
 
@@ -206,42 +207,48 @@ def attack_observations(
     for i, o in enumerate(observations):
         groups.setdefault((o.num_samples, tuple(o.group_sizes or ())), []).append(i)
     out = [None] * len(observations)
-    for (n, sizes), idx in groups.items():
-        tag = str(n) + ("" if not sizes else "g" + "-".join(map(str, sizes)))
-        gkey = jax.random.fold_in(key, n)
-        if sizes:
-            gkey = jax.random.fold_in(gkey, sum(k * s for k, s in enumerate(sizes, 1)))
-        given = [fixed_labels(p, observations[i], truths[i], key) for i in idx]
-        if any(g is None for g in given):
-            trials = (stack([observations[i] for i in idx]), None)
-        else:
-            trials = (stack([observations[i] for i in idx]), np.stack(given))
+    # One flag for all groups: a signal during a group's last chunk lets that group finish
+    # (`attacks.run` returns), then stops here before the next group starts.
+    with catch_signals() as stop:
+        for (n, sizes), idx in groups.items():
+            if stop:
+                done = int(a.steps)  # the groups before this one are complete
+                raise Interrupted(done, None if checkpoint_dir is None else str(checkpoint_dir))
+            tag = str(n) + ("" if not sizes else "g" + "-".join(map(str, sizes)))
+            gkey = jax.random.fold_in(key, n)
+            if sizes:
+                gkey = jax.random.fold_in(gkey, sum(k * s for k, s in enumerate(sizes, 1)))
+            given = [fixed_labels(p, observations[i], truths[i], key) for i in idx]
+            if any(g is None for g in given):
+                trials = (stack([observations[i] for i in idx]), None)
+            else:
+                trials = (stack([observations[i] for i in idx]), np.stack(given))
 
-        def factory(t):
-            obs, labels = t
-            return p.spec.build(obs, p.model, a, box=box, labels=labels)
+            def factory(t):
+                obs, labels = t
+                return p.spec.build(obs, p.model, a, box=box, labels=labels)
 
-        res = attacks.run(
-            factory,
-            gkey,
-            steps=int(a.steps),
-            restarts=int(a.restarts),
-            trials=trials,
-            chunk=int(a.chunk),
-            progress=progress,
-            name=f"{a.name}:{a.mode}:n={tag}x{len(idx)}",
-            checkpoint=None
-            if checkpoint_dir is None
-            else checkpoint_dir / f"attack_n{tag}.msgpack",
-            checkpoint_every=int(a.checkpoint_every) if a.steps > a.checkpoint_every else 0,
-            resume=resume,
-            num_devices=int(a.get("num_devices", 1)),
-            vmap_chunk=attacks.resolve_vmap_chunk(
-                int(a.get("vmap_chunk", -1)), str(a.mode), p.spec.sequential(a)
-            ),
-        )
-        for j, i in enumerate(idx):
-            out[i] = {"result": res, "trial": j}
+            res = attacks.run(
+                factory,
+                gkey,
+                steps=int(a.steps),
+                restarts=int(a.restarts),
+                trials=trials,
+                chunk=int(a.chunk),
+                progress=progress,
+                name=f"{a.name}:{a.mode}:n={tag}x{len(idx)}",
+                checkpoint=None
+                if checkpoint_dir is None
+                else checkpoint_dir / f"attack_n{tag}.msgpack",
+                checkpoint_every=int(a.checkpoint_every) if a.steps > a.checkpoint_every else 0,
+                resume=resume,
+                num_devices=int(a.get("num_devices", 1)),
+                vmap_chunk=attacks.resolve_vmap_chunk(
+                    int(a.get("vmap_chunk", -1)), str(a.mode), p.spec.sequential(a)
+                ),
+            )
+            for j, i in enumerate(idx):
+                out[i] = {"result": res, "trial": j}
     return out
 
 
@@ -292,7 +299,8 @@ def _score(p: Prepared, observations, truths, outcomes, history):
             grid_lp.append(int(rec_y[ri]) if rec_y is not None else -1)
             grid_psnr.append(ps)
         steps_axis = list(range(1, len(res.losses[j][res.best[j]]) + 1))
-        curves[f"client {obs.client_id} r{obs.round}"] = (
+        label = f"client {obs.client_id}, {round_label(obs.round, int(p.config.fl.rounds))}"
+        curves[label] = (
             steps_axis,
             [float(v) for v in res.losses[j][res.best[j]]],
         )

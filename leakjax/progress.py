@@ -19,6 +19,15 @@ def fmt_seconds(s: float) -> str:
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
+def round_label(index: int, total: int) -> str:
+    """A round as the user sees it, 1-based like the progress lines (``round 5/5`` for index
+    4 of 5; the index is `attack.rounds`' and metrics.json's ``round``); an observation
+    taken after the last round (gradient mode: ``index == total``) is ``after round 5/5``."""
+    if index < total:
+        return f"round {index + 1}/{total}"
+    return f"after round {total}/{total}" if total else "initial model"
+
+
 class Progress:
     """Prints ``[name] what i/n ... rate, ETA`` lines; silent when ``enabled`` is False."""
 

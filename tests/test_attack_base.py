@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from leakjax.attacks import Attack, Reconstruction, run
+from leakjax.attacks.signals import catch_signals
 
 
 def toy(target, lr=0.1):
@@ -136,7 +137,8 @@ def test_steps_not_multiple_of_chunk_and_progress_output(capsys):
     res = run(toy(T), jax.random.key(0), steps=25, restarts=1, chunk=10, progress=True, name="toy")
     assert res.losses.shape == (1, 1, 25)
     out = capsys.readouterr().out
-    assert "[toy] step 25/25" in out and "ETA" in out and "best_loss" in out
+    assert "[toy] step 25/25" in out and "ETA" in out and "loss_min" in out
+    assert "best_loss" not in out  # issue 33 #13: it is the current minimum, not a best
     assert out.splitlines()[0].startswith("[toy] compiling")  # said before the first chunk
 
 
@@ -297,28 +299,65 @@ def _signalling(target, at_step, signum):
 
 
 @pytest.mark.parametrize("steps,chunk", [(30, 10), (30, 30)])
-def test_signal_during_the_last_chunk_interrupts_and_resumes_bit_identically(
-    tmp_path, steps, chunk
+def test_signal_during_the_last_chunk_returns_the_results_and_resumes_bit_identically(
+    tmp_path, capsys, steps, chunk
 ):
+    """Issue 33 #3: every step is done when the last chunk ends, so the run returns its
+    results (it used to raise `Interrupted` and lose them); the checkpoint is still written
+    and a resume from it, which has nothing left to run, compiles no chunk."""
     import signal
-
-    from leakjax.attacks.base import Interrupted
 
     ck = tmp_path / "ck.msgpack"
     kw = dict(steps=steps, restarts=2, chunk=chunk, progress=False)
     full = run(toy(T, lr=0.01), jax.random.key(7), **kw)
-    with pytest.raises(Interrupted) as info:
-        run(_signalling(T, steps - 3, signal.SIGINT), jax.random.key(7), checkpoint=ck, **kw)
-    assert info.value.steps_done == steps and info.value.checkpoint == str(ck)
+    got = run(_signalling(T, steps - 3, signal.SIGINT), jax.random.key(7), checkpoint=ck, **kw)
     assert ck.exists()
-    resumed = run(toy(T, lr=0.01), jax.random.key(7), checkpoint=ck, resume=True, **kw)
-    np.testing.assert_array_equal(resumed.reconstruction.images, full.reconstruction.images)
-    np.testing.assert_array_equal(resumed.restarts.images, full.restarts.images)
-    np.testing.assert_array_equal(resumed.losses, full.losses)
-    np.testing.assert_array_equal(resumed.best, full.best)
-    # and without a checkpoint path the signal still stops the run
-    with pytest.raises(Interrupted):
-        run(_signalling(T, steps - 1, signal.SIGTERM), jax.random.key(7), **kw)
+    resumed = run(toy(T, lr=0.01), jax.random.key(7), checkpoint=ck, resume=True,
+                  **{**kw, "progress": True})  # fmt: skip
+    assert "compiling" not in capsys.readouterr().out
+    for res in (got, resumed):
+        np.testing.assert_array_equal(res.reconstruction.images, full.reconstruction.images)
+        np.testing.assert_array_equal(res.restarts.images, full.restarts.images)
+        np.testing.assert_array_equal(res.losses, full.losses)
+        np.testing.assert_array_equal(res.best, full.best)
+    # without a checkpoint path too; inside a caller's catch_signals the caller sees the flag
+    with catch_signals() as stop:
+        got = run(_signalling(T, steps - 1, signal.SIGTERM), jax.random.key(7), **kw)
+        assert stop.signum == signal.SIGTERM
+    np.testing.assert_array_equal(got.reconstruction.images, full.reconstruction.images)
+
+
+def test_signal_is_acknowledged_while_the_chunk_runs(tmp_path, capfd):
+    """Issue 33 #3: the flag is set and "stopping after this chunk..." printed while the
+    jitted chunk still runs (Python's own handler waits for the main thread, i.e. for the
+    chunk to end); the run then stops after that chunk."""
+    import os
+    import signal
+    import time
+
+    from leakjax.attacks import signals
+    from leakjax.attacks.base import Interrupted
+
+    base, seen = toy(T, lr=0.01), []
+
+    def send(i):
+        if int(i) == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+            deadline = time.monotonic() + 10
+            while not signals._active and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen.append(bool(signals._active))
+
+    def step(state, key):
+        jax.debug.callback(send, state["i"])
+        return base.step(state, key)
+
+    ck = tmp_path / "ck.msgpack"
+    with pytest.raises(Interrupted) as info:
+        run(Attack(base.init, step, base.result), jax.random.key(7), steps=40, chunk=20,
+            checkpoint=ck, progress=False)  # fmt: skip
+    assert seen == [True] and info.value.steps_done == 20 and ck.exists()
+    assert "SIGINT received: stopping after this chunk..." in capfd.readouterr().err
 
 
 def test_resumed_run_reports_the_time_of_all_parts(tmp_path):

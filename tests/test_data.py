@@ -654,3 +654,36 @@ def test_tfds_tfrecord_build_is_refused(tfds_mnist_dir, tmp_path):
     with pytest.raises(DataError) as err:
         data.load("mnist", copy, "tfds")
     _assert_one_line(err, str(copy))
+
+
+def _npz(path, **over):
+    arrays = dict(x_train=np.zeros((4, 3, 3), np.uint8), y_train=np.zeros(4, np.int64),
+                  x_test=np.zeros((2, 3, 3), np.uint8), y_test=np.zeros(2, np.int64))  # fmt: skip
+    np.savez(path, **{**arrays, **over})
+    return path
+
+
+@pytest.mark.parametrize(
+    "over, needles",
+    [
+        ({"x_test": np.zeros((0, 3, 3), np.uint8), "y_test": np.zeros(0, np.int64)},
+         ["data.data_dir", "x_test has no images", "test split is empty"]),
+        ({"y_train": np.zeros(4, np.float32)}, ["data.data_dir", "y_train", "dtype float32"]),
+        ({"x_train": np.full((4, 3, 3), 300, np.int64)}, ["x_train", "int64 values in 300..300"]),
+        ({"y_test": np.zeros(3, np.int64)}, ["y_test must be 2 labels", "shape (3,)"]),
+    ],
+)  # fmt: skip
+def test_npz_refused_for_the_real_cause(tmp_path, over, needles):
+    """Issue 33 #6, #7: an empty split is refused; each message says the actual problem."""
+    with pytest.raises(DataError) as err:
+        data.load("npz", _npz(tmp_path / "d.npz", **over))
+    _assert_one_line(err, *needles)
+
+
+def test_npz_text_file_is_not_called_a_pickle(tmp_path):
+    path = tmp_path / "notes.npz"
+    path.write_text("x_train,y_train\n1,2\n")
+    with pytest.raises(DataError) as err:
+        data.load("npz", path)
+    _assert_one_line(err, "data.data_dir", "not an .npz (zip) archive", "x_train,y_train")
+    assert "pickle" not in str(err.value)

@@ -105,3 +105,13 @@ def test_wrap_title_clips_what_cannot_fit():
     assert report.wrap_title("short", 5.0, 10) == "short"
     unbroken = report.wrap_title("x" * 300, 1.0, 10)  # no spaces: words are broken
     assert unbroken.count("\n") == 2
+
+
+def test_rounds_are_shown_one_based_like_the_progress_lines():
+    """Issue 33 #13: loss.png's legend said "r4" where progress said "round 5/5"."""
+    from leakjax.progress import round_label
+
+    assert round_label(4, 5) == "round 5/5"  # fedavg mode: attack.rounds=-1 of 5
+    assert round_label(0, 5) == "round 1/5"
+    assert round_label(5, 5) == "after round 5/5"  # gradient mode: the model after FedAvg
+    assert round_label(0, 0) == "initial model"

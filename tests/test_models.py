@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from leakjax import models
-from leakjax.models import conv
+from leakjax.models import conv, hash_rng, initializers, pooling
 from leakjax.types import ConfigError
 
 IMPLS = [i for i in conv.IMPLS if i not in ("auto", "xla")]
@@ -183,7 +183,7 @@ def test_conv_impls_agree_through_a_model_second_order():
 
 def test_pools_match_reduce_window():
     x = jax.random.normal(jax.random.key(0), (2, 7, 6, 3))  # odd height: floor mode
-    for pool, ref in ((conv.max_pool, "max"), (conv.avg_pool, "avg")):
+    for pool, ref in ((pooling.max_pool, "max"), (pooling.avg_pool, "avg")):
         f_fast = lambda x: jnp.sum(jnp.sin(pool(x, 2, impl="im2col")))  # noqa: E731,B023
         f_ref = lambda x: jnp.sum(jnp.sin(pool(x, 2, impl="xla")))  # noqa: E731,B023
         assert pool(x, 2, impl="im2col").shape == (2, 3, 3, 3), ref
@@ -193,8 +193,8 @@ def test_pools_match_reduce_window():
 def test_adaptive_avg_pool_follows_torch():
     x = jax.random.normal(jax.random.key(0), (2, 5, 4, 3))
     one = x[:, :1, :1]
-    np.testing.assert_array_equal(conv.adaptive_avg_pool(one, 7), jnp.tile(one, (1, 7, 7, 1)))
-    got = conv.adaptive_avg_pool(x, (3, 2))
+    np.testing.assert_array_equal(pooling.adaptive_avg_pool(one, 7), jnp.tile(one, (1, 7, 7, 1)))
+    got = pooling.adaptive_avg_pool(x, (3, 2))
     # torch bins for 5 -> 3: [0, 2), [1, 4), [3, 5); for 4 -> 2: [0, 2), [2, 4)
     rows = [(0, 2), (1, 4), (3, 5)]
     want = jnp.stack(
@@ -284,3 +284,21 @@ def test_subpixel_conv_transpose_equals_flax_conv_transpose():
         jax.tree.leaves(loss(new)(v, x)), jax.tree.leaves(loss(ref)(v, x)), strict=True
     ):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_conv_module_holds_convolutions_only():
+    """Pooling, the hash RNG and torch-style init live in their own modules (no re-exports)."""
+    for name in (
+        "max_pool",
+        "avg_pool",
+        "adaptive_avg_pool",
+        "hash_bits",
+        "hash_uniform",
+        "hash_normal",
+        "normal_init",
+        "kaiming_normal_fan_out_init",
+    ):
+        assert not hasattr(conv, name), name
+    assert pooling.max_pool.__module__ == "leakjax.models.pooling"
+    assert hash_rng.hash_bits.__module__ == "leakjax.models.hash_rng"
+    assert initializers.torch_uniform_init.__module__ == "leakjax.models.initializers"

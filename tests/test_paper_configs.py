@@ -165,6 +165,63 @@ def test_cpu_presets_give_every_client_a_local_batch(real, monkeypatch, tmp_path
     assert checked >= 40
 
 
+# :tiny presets whose attack simulates the client's local training on one candidate image per
+# local image (GGL: a latent each; DLF: dummies), so that their cost grows with the share:
+# exactly one local batch a client (issue 33: they took 31-38 s on 2 cores with 16-160 images)
+ONE_BATCH_TINY = (
+    "fig31_ggl_fedavg_10clients",
+    "fig36_ggl_fedavg_batch50",
+    "fig38_dlf_fedavg_5epochs",
+    "fig40_ggl_fedavg_5epochs",
+    "fig47_ggl_untrained_generator",
+)
+
+
+@pytest.mark.parametrize("real", [False, True], ids=["digits", "real"])
+def test_costly_tiny_presets_give_each_client_one_local_batch(real, monkeypatch, tmp_path):
+    if real:
+        (tmp_path / "cifar-10-batches-py").mkdir()
+        monkeypatch.setenv("LEAKJAX_SHARED_DATA", str(tmp_path))
+    digits = data.load("digits").train_labels
+    for stem in ONE_BATCH_TINY:
+        c = _load(str(PAPER / f"{stem}.py"), "tiny")
+        n = int(c.data.max_train)
+        assert c.data.name == ("cifar10" if real else "digits")
+        labels = (digits[:n] if n else digits) if not real else np.arange(n) % 10
+        part = data.partition_from_config(labels, c)
+        sizes = {len(i) for i in part.train_idx}
+        assert sizes == {int(c.fl.batch_size)}, (stem, sizes, int(c.fl.batch_size))
+
+
+def test_rtf_5_epochs_tiny_trains_a_small_model_without_diverging():
+    """fig39's :tiny model (5 local epochs behind the imprint block) is not resnet18 (whose
+    compile alone takes ~2 min on 2 cores) and its local training stays finite: fc2 there
+    diverges within 3-4 steps (benchmarks/rtf_divergence.py)."""
+    import jax
+
+    from leakjax import experiment, fl
+
+    c = _load(str(PAPER / "fig39_rtf_fedavg_5epochs.py"), "tiny")
+    assert c.fl.local_epochs == 5 and c.model.imprint_bins == 100
+    p = experiment.prepare(c)
+    variables = p.model.init(jax.random.key(0))
+    assert sum(v.size for v in jax.tree.leaves(variables)) < 10**6  # resnet18: 11 M
+    x = data.normalize(p.train.x[0], p.mean, p.std)
+    hp = p.settings.hparams(0)
+    after, loss = fl.client_update(
+        p.model.apply,
+        variables,
+        x,
+        p.train.y[0],
+        p.train.mask[0],
+        jax.random.key(1),
+        hp,
+        return_loss=True,
+    )
+    assert hp.epochs == 5 and np.isfinite(float(loss))
+    assert all(np.isfinite(np.asarray(v)).all() for v in jax.tree.leaves(after))
+
+
 def test_real_data_and_generator_from_the_environment(monkeypatch, tmp_path):
     (tmp_path / "cifar-10-batches-py").mkdir()
     (tmp_path / "mnist").mkdir()

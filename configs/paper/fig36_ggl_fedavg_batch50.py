@@ -29,4 +29,8 @@ def get_config(preset: str = ""):
     c.attack.steps = 1389
     c.attack.chunk = 463
     c.attack.labels = "geng"
-    return shrink(c, preset, cpu={"attack.steps": 30, "attack.chunk": 15})
+    # tiny: 10 clients of exactly one local batch of 50 (62 images: int(62 x 0.2) = 12 kept for
+    # local testing): GGL searches one latent per local image, and the cpu share (31 clients,
+    # 52 training images: a batch of 50 and one of 2) simulated two steps.
+    tiny = {"fl.num_clients": 10, "data.max_train": 62 * 10}
+    return shrink(c, preset, cpu={"attack.steps": 30, "attack.chunk": 15}, tiny=tiny)

@@ -260,8 +260,10 @@ def _restore(path, fresh: _Carry, s: _Setup, meta, name: str):
 
 
 def _progress_fields(alive, last_loss, restarts: int) -> dict:
+    """``loss_min``: the lowest current loss over all trials' healthy restarts (a minimum
+    across restarts now, not a running best: it can rise between lines); ``failed``."""
     healthy = np.where(alive, last_loss, np.inf)
-    fields = {"best_loss": float(np.min(healthy)) if np.isfinite(healthy).any() else float("nan")}
+    fields = {"loss_min": float(np.min(healthy)) if np.isfinite(healthy).any() else float("nan")}
     nfail = int((~alive).sum())
     if nfail:
         fields["failed"] = f"{nfail}/{alive.shape[0] * restarts}"
@@ -336,8 +338,10 @@ def run(
       ``seconds_parts`` each part's.
 
     Raises:
-      Interrupted: SIGINT/SIGTERM arrived; raised at the end of the chunk it arrived in
-        (also the last one), after the state was written to ``checkpoint`` (if given).
+      Interrupted: SIGINT/SIGTERM arrived; raised at the end of the chunk it arrived in,
+        after the state was written to ``checkpoint`` (if given). When that chunk was the
+        last one, the state is written and the result returned (all steps were done); inside
+        an enclosing `catch_signals` the caller sees the flag and stops before its next run.
       ValueError: ``steps < 1``, or a checkpoint that cannot be resumed.
     """
     if steps < 1:
@@ -374,11 +378,14 @@ def run(
             payload = {**_real(carry._asdict(), s.num_trials), "done_chunks": np.int64(c + 1)}
             payload.update(meta=meta, losses=losses, seconds_parts=np.asarray(parts()))
             ckpt.write_run(checkpoint, payload)
-        if flag:
+        if flag and done < steps:
             raise Interrupted(done, None if checkpoint is None else str(checkpoint))
+        if flag:  # the signal came during the last chunk: every step is done, so finish
+            prog.note("all steps were done when the signal came: returning the results")
 
     prog = Progress(name, steps, unit="step", enabled=progress)
-    prog.note(f"compiling (the first chunk of {chunk} steps includes it)")
+    if start_chunk < num_chunks:  # a resume with every chunk done compiles no chunk
+        prog.note(f"compiling (the first chunk of {chunk} steps includes it)")
     with catch_signals() as flag:
         carry, compile_seconds = scan_chunks(
             lambda cr, start, _: run_chunk(cr, s.trials, s.keys, jnp.int32(start)),

@@ -179,9 +179,12 @@ def _images(x: np.ndarray, what: str) -> np.ndarray:
     if x.ndim not in (3, 4):
         raise DataError(f"{what} must be [N, H, W, C] or [N, H, W], got shape {x.shape}")
     if x.dtype != np.uint8:
-        in_range = x.size == 0 or (x.min() >= 0 and x.max() <= 255)
-        if not (np.issubdtype(x.dtype, np.integer) and in_range):
+        if not np.issubdtype(x.dtype, np.integer):
             raise DataError(f"{what} must be uint8 pixels in 0..255, got dtype {x.dtype}")
+        if x.size and (x.min() < 0 or x.max() > 255):
+            raise DataError(
+                f"{what} must be pixels in 0..255, got {x.dtype} values in {x.min()}..{x.max()}"
+            )
         x = x.astype(np.uint8)
     return x[..., None] if x.ndim == 3 else channels_last(x, what)
 

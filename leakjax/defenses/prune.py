@@ -16,12 +16,39 @@ from leakjax.defenses.base import Defense
 from leakjax.settings import setting
 
 
+def _magnitude_key(a: jax.Array) -> jax.Array:
+    """|a| flattened as non-negative integers in the order of a stable sort of |a|: the float
+    bits (monotone for non-negative floats), subnormals as zero (XLA:CPU sorts them as zero),
+    every NaN largest."""
+    mag = jnp.abs(a).reshape(-1)
+    itype = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[mag.dtype.itemsize]
+    key = jax.lax.bitcast_convert_type(mag, itype)
+    key = jnp.where(mag < jnp.finfo(mag.dtype).tiny, 0, key)
+    return jnp.where(jnp.isnan(mag), jnp.iinfo(itype).max, key)
+
+
 def magnitude_mask(a: jax.Array, ratio: float) -> jax.Array:
-    """Bool mask of ``a`` keeping all but the ``floor(ratio * a.size)`` smallest |entries|."""
+    """Bool mask of ``a`` keeping all but the ``floor(ratio * a.size)`` smallest |entries|
+    (ties broken by position: the earlier entry is dropped first).
+
+    The same mask as ranking by a stable double argsort, without sorting: the threshold (the
+    ``drop``-th smallest key) is found bit by bit, one count per bit, which is 36-63x faster
+    on XLA:CPU for the fc2/cnn/resnet18 updates (BUILD_NOTES "Reliability", issue 33 #14).
+    """
     drop = math.floor(ratio * a.size)
-    flat = jnp.abs(a).reshape(-1)
-    rank = jnp.argsort(jnp.argsort(flat, stable=True), stable=True)
-    return (rank >= drop).reshape(a.shape)
+    if drop == 0:
+        return jnp.ones(a.shape, bool)
+    key = _magnitude_key(a)
+    one = jnp.ones((), key.dtype)
+
+    def next_bit(i, t):  # the largest t with fewer than `drop` keys below it, high bit first
+        cand = t | jnp.left_shift(one, key.dtype.itemsize * 8 - 2 - i)
+        return jnp.where(jnp.sum(key < cand) < drop, cand, t)
+
+    t = jax.lax.fori_loop(0, key.dtype.itemsize * 8 - 1, next_bit, jnp.zeros((), key.dtype))
+    tied = key == t
+    dropped = (key < t) | (tied & (jnp.cumsum(tied) <= drop - jnp.sum(key < t)))
+    return (~dropped).reshape(a.shape)
 
 
 @dataclasses.dataclass(frozen=True)

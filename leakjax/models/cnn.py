@@ -15,6 +15,7 @@ from __future__ import annotations
 import flax.linen as nn
 
 from leakjax.models import conv as C
+from leakjax.models import pooling
 from leakjax.types import Array
 
 
@@ -39,7 +40,7 @@ class CNN(nn.Module):
         pad, hidden = (1, 512) if self.variant == "cifar" else (0, 128)
         x = nn.relu(C.Conv(32, 3, padding=pad, impl=self.impl, name="conv1")(x))
         x = nn.relu(C.Conv(64, 3, padding=pad, impl=self.impl, name="conv2")(x))
-        x = C.max_pool(x, 2, impl=self.impl)
+        x = pooling.max_pool(x, 2, impl=self.impl)
         x = x.reshape(x.shape[0], -1)
         if return_features == "fc1":
             return x
@@ -66,9 +67,9 @@ class CNN3(nn.Module):
     ) -> Array:
         C.check_tap(return_features, ("head", "fc1"))
         x = nn.relu(C.Conv(64, 3, padding=1, impl=self.impl, name="conv1")(x))
-        x = C.avg_pool(x, 2, impl=self.impl)
+        x = pooling.avg_pool(x, 2, impl=self.impl)
         x = nn.relu(C.Conv(128, 3, padding=1, impl=self.impl, name="conv2")(x))
-        x = C.avg_pool(x, 2, impl=self.impl)
+        x = pooling.avg_pool(x, 2, impl=self.impl)
         x = x.reshape(x.shape[0], -1)
         if return_features == "fc1":
             return x

@@ -1,4 +1,4 @@
-"""2-D convolution and pooling with interchangeable, twice-differentiable implementations.
+"""2-D convolution with interchangeable, twice-differentiable implementations.
 
 Gradient-inversion attacks (DLG, Zhu et al., arXiv 1906.08935; Inverting Gradients, Geiping et
 al., arXiv 2003.14053; DLF, Dimitrov et al., arXiv 2202.05165) differentiate through gradients
@@ -20,25 +20,23 @@ the same values (to float32 rounding) and can all be differentiated repeatedly:
 - ``"shifted"``: the sum of ``kh * kw`` matmuls, one per window (no patch tensor).
 
 ``"auto"`` picks per backend (:func:`resolve_impl`) the one measured fastest by
-``python -m benchmarks.conv_impl`` (BUILD_NOTES.md has the table). Pooling takes the same
-``impl`` (:func:`max_pool`, :func:`avg_pool`): with anything but "xla", non-overlapping windows
-are a reshape and a reduction instead of ``reduce_window`` (whose max gradient is
-``select_and_scatter``).
+``python -m benchmarks.conv_impl`` (BUILD_NOTES.md has the table). Pooling
+(:mod:`leakjax.models.pooling`) takes the same ``impl``; torch's default initializers are in
+:mod:`leakjax.models.initializers`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from functools import partial
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
+from leakjax.models.initializers import torch_uniform_init
 from leakjax.types import Array, ConfigError
 
 IMPLS = ("auto", "xla", "hybrid", "im2col", "patches", "shifted")
@@ -69,7 +67,8 @@ def resolve_impl(impl: str) -> str:
     return impl
 
 
-def _pair(v: int | Sequence[int]) -> tuple[int, int]:
+def pair(v: int | Sequence[int]) -> tuple[int, int]:
+    """``v`` as an ``(h, w)`` pair of ints (an int is used for both)."""
     if isinstance(v, int):
         return (v, v)
     a, b = v
@@ -229,7 +228,7 @@ def conv2d(
     """
     impl = resolve_impl(impl)
     kh, kw = kernel.shape[:2]
-    strides = _pair(strides)
+    strides = pair(strides)
     pads = explicit_padding(padding, x.shape[1:3], (kh, kw), strides)
     _windows_check(x.shape, (kh, kw), pads)
     return _CONVS[impl](x, kernel, strides, pads)
@@ -243,155 +242,6 @@ def _windows_check(shape, kernel_hw, pads) -> None:
             f"input_shape: conv input {h}x{w} (padded) is smaller than its kernel "
             f"{kernel_hw[0]}x{kernel_hw[1]}"
         )
-
-
-def _tiles(x: Array, window: tuple[int, int], strides: tuple[int, int], padding) -> bool:
-    pads = explicit_padding(padding, x.shape[1:3], window, strides)
-    return not any(p for pair in pads for p in pair) and tuple(window) == tuple(strides)
-
-
-def _blocks(x: Array, window: tuple[int, int]) -> Array:
-    b, h, w, c = x.shape
-    kh, kw = window
-    ho, wo = h // kh, w // kw
-    if (ho * kh, wo * kw) != (h, w):  # floor mode: drop the last rows / columns
-        x = x[:, : ho * kh, : wo * kw, :]
-    return x.reshape(b, ho, kh, wo, kw, c)
-
-
-def max_pool(
-    x: Array,
-    window: int | Sequence[int] = 2,
-    strides: int | Sequence[int] | None = None,
-    padding: Padding = "VALID",
-    impl: str = "auto",
-) -> Array:
-    """Max pooling over NHWC ``x``, as ``torch.nn.MaxPool2d`` (floor mode).
-
-    With ``impl`` other than "xla" and non-overlapping windows (``window == strides``, no
-    padding), the pool is a reshape and a max reduction. Its gradient is split evenly among tied
-    maxima where ``reduce_window``'s goes to one of them; they agree where the max is unique.
-    """
-    window = _pair(window)
-    strides = window if strides is None else _pair(strides)
-    if resolve_impl(impl) != "xla" and _tiles(x, window, strides, padding):
-        return jnp.max(_blocks(x, window), axis=(2, 4))
-    return nn.max_pool(x, window, strides, padding)
-
-
-def avg_pool(
-    x: Array,
-    window: int | Sequence[int] = 2,
-    strides: int | Sequence[int] | None = None,
-    padding: Padding = "VALID",
-    impl: str = "auto",
-) -> Array:
-    """Average pooling over NHWC ``x``, as ``torch.nn.AvgPool2d`` (padding counts as zeros)."""
-    window = _pair(window)
-    strides = window if strides is None else _pair(strides)
-    if resolve_impl(impl) != "xla" and _tiles(x, window, strides, padding):
-        return jnp.mean(_blocks(x, window), axis=(2, 4))
-    return nn.avg_pool(x, window, strides, padding, count_include_pad=True)
-
-
-def _adaptive_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """``[n_out, n_in]`` averaging matrix of ``torch.nn.AdaptiveAvgPool`` along one axis."""
-    m = np.zeros((n_out, n_in), np.float32)
-    for k in range(n_out):
-        lo = (k * n_in) // n_out
-        hi = -(-((k + 1) * n_in) // n_out)
-        m[k, lo:hi] = 1.0 / (hi - lo)
-    return m
-
-
-def adaptive_avg_pool(x: Array, output_hw: int | Sequence[int]) -> Array:
-    """``torch.nn.AdaptiveAvgPool2d`` on NHWC ``x``.
-
-    Output bin ``k`` of an axis of length ``n`` averages ``[floor(k n / o), ceil((k + 1) n / o))``,
-    so ``o > n`` upsamples by replication (1x1 -> 7x7 copies the one value).
-    """
-    oh, ow = _pair(output_hw)
-    _, h, w, _ = x.shape
-    if (h, w) == (oh, ow):
-        return x
-    if h % oh == 0 and w % ow == 0:
-        return jnp.mean(_blocks(x, (h // oh, w // ow)), axis=(2, 4))
-    mh = jnp.asarray(_adaptive_matrix(h, oh))
-    mw = jnp.asarray(_adaptive_matrix(w, ow))
-    return jnp.einsum("ph,bhwc,qw->bpqc", mh, x, mw)
-
-
-def _lowbias32(h: Array) -> Array:
-    """A 32-bit integer hash with low bias (C. Wellons' "lowbias32" constants)."""
-    h = h ^ (h >> 16)
-    h = h * jnp.uint32(0x7FEB352D)
-    h = h ^ (h >> 15)
-    h = h * jnp.uint32(0x846CA68B)
-    return h ^ (h >> 16)
-
-
-def hash_bits(key: Array, shape: Sequence[int]) -> Array:
-    """uint32 random bits of ``shape``: a counter hashed with the key's words.
-
-    Initialization draws one tensor per parameter, and XLA:CPU compiles every
-    ``jax.random.uniform`` (threefry) instance separately and slowly (about 0.5 s each, growing
-    with their number: ResNet-18's init took ~14 s to compile). Hashing a counter with the
-    per-parameter key that flax derives (itself threefry) compiles to one small elementwise
-    fusion and gives well-mixed, reproducible bits, plenty for weight initialization.
-    """
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        key = jax.random.key_data(key)
-    words = jnp.ravel(key).astype(jnp.uint32)
-    s0, s1 = words[0], words[1 % words.shape[0]]
-    for w in range(2, words.shape[0]):
-        s1 = s1 ^ _lowbias32(words[w] + jnp.uint32(w))
-    n = math.prod(shape)
-    c = lax.iota(jnp.uint32, n) + s0 * jnp.uint32(0x9E3779B9)
-    return _lowbias32(_lowbias32(c) ^ s1).reshape(tuple(shape))
-
-
-def hash_uniform(key: Array, shape: Sequence[int], lo: float, hi: float) -> Array:
-    """float32 ``U(lo, hi)`` of ``shape`` from :func:`hash_bits` (24-bit resolution)."""
-    u = (hash_bits(key, shape) >> 8).astype(jnp.float32) * (1.0 / (1 << 24))
-    return lo + (hi - lo) * u
-
-
-def hash_normal(key: Array, shape: Sequence[int], std: float) -> Array:
-    """float32 ``N(0, std^2)`` of ``shape`` from :func:`hash_bits` (inverse CDF)."""
-    # (k + 0.5) / 2^23 is exact in float32 and strictly inside (0, 1): no infinite tails.
-    u = ((hash_bits(key, shape) >> 9).astype(jnp.float32) + 0.5) * (1.0 / (1 << 23))
-    return std * math.sqrt(2.0) * lax.erf_inv(2.0 * u - 1.0)
-
-
-def torch_uniform_init(fan_in: int) -> nn.initializers.Initializer:
-    """``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, torch's default for Conv/Linear weights
-    (``kaiming_uniform_(a=sqrt(5))``) and biases."""
-    bound = 1.0 / math.sqrt(max(fan_in, 1))
-
-    def init(key, shape, dtype=jnp.float32):
-        return hash_uniform(key, shape, -bound, bound).astype(dtype)
-
-    return init
-
-
-def normal_init(std: float) -> nn.initializers.Initializer:
-    """``N(0, std^2)`` (torch's ``nn.init.normal_``)."""
-
-    def init(key, shape, dtype=jnp.float32):
-        return hash_normal(key, shape, std).astype(dtype)
-
-    return init
-
-
-def kaiming_normal_fan_out_init() -> nn.initializers.Initializer:
-    """torch's ``kaiming_normal_(mode="fan_out", nonlinearity="relu")`` for HWIO kernels:
-    ``N(0, 2 / (kh * kw * cout))``."""
-
-    def init(key, shape, dtype=jnp.float32):
-        fan_out = math.prod(shape[:-2]) * shape[-1]
-        return hash_normal(key, shape, math.sqrt(2.0 / fan_out)).astype(dtype)
-
-    return init
 
 
 class Conv(nn.Module):
@@ -421,7 +271,7 @@ class Conv(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        kh, kw = _pair(self.kernel_size)
+        kh, kw = pair(self.kernel_size)
         cin = x.shape[-1]
         default = torch_uniform_init(kh * kw * cin)
         kernel = self.param(

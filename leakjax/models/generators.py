@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from leakjax.models import conv as C
-from leakjax.models.conv import torch_uniform_init
+from leakjax.models.initializers import torch_uniform_init
 from leakjax.types import Array
 
 NOISE_DIM = 128

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from leakjax.models import conv as C
+from leakjax.models import pooling
 from leakjax.types import Array
 
 
@@ -34,9 +35,9 @@ class LeNet(nn.Module):
     ) -> Array:
         C.check_tap(return_features, ("head", "fc1", "fc2"))
         x = nn.sigmoid(C.Conv(6, 5, impl=self.impl, name="conv1")(x))
-        x = C.max_pool(x, 2, impl=self.impl)
+        x = pooling.max_pool(x, 2, impl=self.impl)
         x = nn.sigmoid(C.Conv(16, 5, impl=self.impl, name="conv2")(x))
-        x = C.max_pool(x, 2, impl=self.impl)
+        x = pooling.max_pool(x, 2, impl=self.impl)
         x = x.reshape(x.shape[0], -1)
         for width, name in ((120, "fc1"), (84, "fc2")):
             if return_features == name:

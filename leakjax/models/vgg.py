@@ -19,14 +19,15 @@ from __future__ import annotations
 import flax.linen as nn
 
 from leakjax.models import conv as C
+from leakjax.models import initializers, pooling
 from leakjax.models.resnet import batch_norm
 from leakjax.types import Array
 
 CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 HEADS = {"small": (2, 1024), "cpa": (7, 4096)}  # pooled size, hidden width
 
-_conv_init = C.kaiming_normal_fan_out_init()
-_dense_init = C.normal_init(0.01)
+_conv_init = initializers.kaiming_normal_fan_out_init()
+_dense_init = initializers.normal_init(0.01)
 _zeros = nn.initializers.zeros_init()
 
 
@@ -53,7 +54,7 @@ class VGG16(nn.Module):
         n = 0
         for v in CFG:
             if v == "M":
-                x = C.max_pool(x, 2, impl=self.impl)
+                x = pooling.max_pool(x, 2, impl=self.impl)
                 continue
             n += 1
             x = C.Conv(
@@ -69,7 +70,7 @@ class VGG16(nn.Module):
                 x = batch_norm(x, train, mask, f"bn{n}")
             x = nn.relu(x)
         pooled, hidden = HEADS[self.head]
-        x = C.adaptive_avg_pool(x, pooled)
+        x = pooling.adaptive_avg_pool(x, pooled)
         x = x.reshape(x.shape[0], -1)
         for name in ("fc1", "fc2"):
             if return_features == name:
