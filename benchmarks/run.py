@@ -63,7 +63,7 @@ import numpy as np
 
 from benchmarks.allocator import tune_host_allocator
 from leakjax import attacks, models
-from leakjax.attacks.base import chunked_map, resolve_vmap_chunk
+from leakjax.attacks.runner import chunked_map, resolve_vmap_chunk
 from leakjax.config import base_config
 from leakjax.fl import ClientHParams, FLSettings
 from leakjax.fl.client import unrolled_local_steps

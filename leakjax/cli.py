@@ -12,12 +12,22 @@ Exit codes: 0 done; 2 bad input (one line on stderr, nothing written); 3 numeric
 
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
 import sys
+import typing
 
+import jax
 from absl import app, flags
 from ml_collections import config_flags
+
+from leakjax import attacks, config_files, defenses, experiment
+from leakjax import settings as settings_lib
+from leakjax.attacks.registry import RUN_KEYS
+from leakjax.config import NO_ATTACK, unknown_key
+from leakjax.defenses import describe_all
+from leakjax.types import ConfigError, NumericalError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (a get_config() .py file).", lock_config=True
@@ -59,8 +69,6 @@ _LIST_ATTACK: list[str] = []
 
 
 def _split_attack_overrides(argv: list[str]) -> list[str]:
-    from leakjax.attacks.registry import RUN_KEYS
-
     kept = []
     no_file = not any(a == "--config" or a.startswith("--config=") for a in argv)
     for arg in argv:
@@ -103,14 +111,6 @@ def _apply_attack_overrides(config) -> list[str]:
     attack runs with its own defaults plus the command line's settings. Returns the note that
     says so (printed once every check has passed: a rejected run prints only its error).
     """
-    import typing
-
-    from leakjax import attacks
-    from leakjax import settings as settings_lib
-    from leakjax.attacks.registry import RUN_KEYS
-    from leakjax.config import NO_ATTACK
-    from leakjax.types import ConfigError
-
     a = config.attack
     name = str(a.name)
     if name != NO_ATTACK and name not in attacks.names():
@@ -147,12 +147,6 @@ def _apply_attack_overrides(config) -> list[str]:
 
 def _apply_defense_overrides(config) -> None:
     """Bind ``--config.defense.<key>=value`` by the type the chained defense declares."""
-    import typing
-
-    from leakjax import defenses
-    from leakjax import settings as settings_lib
-    from leakjax.types import ConfigError
-
     if not _DEFENSE_OVERRIDES:
         return
     if "defense" not in config:
@@ -176,9 +170,6 @@ def _apply_defense_overrides(config) -> None:
 def _list_attacks(config) -> None:
     """Every attack, or the settings of one: the one ``--config.attack.name`` names, else the
     config file's (an unknown name is an error, exit 2)."""
-    from leakjax import attacks
-    from leakjax.config import NO_ATTACK
-
     name = _LIST_ATTACK[-1] if _LIST_ATTACK else None
     if name is None and config is not None:
         name = str(config.attack.name)
@@ -201,8 +192,6 @@ def main(argv) -> None:
         _list_attacks(_CONFIG.value)
         return
     if _LIST.value == "defenses":
-        from leakjax.defenses import describe_all
-
         print("\n".join(["none          no defense (plain FedAvg)"] + describe_all()))
         return
     if _CONFIG.value is None:
@@ -211,7 +200,6 @@ def main(argv) -> None:
         _ = "data" in _CONFIG.value
     except Exception as e:  # noqa: BLE001
         _fail(_one_line(e))
-    from leakjax.types import ConfigError
 
     try:
         notes = _apply_attack_overrides(_CONFIG.value)
@@ -221,17 +209,13 @@ def main(argv) -> None:
     if not _WORKDIR.value:
         _fail("--workdir is required (a new or empty directory)")
     workdir = os.path.expanduser(_WORKDIR.value)  # once: a quoted '~/runs/x' is the home's
-    import logging
 
     if not _DEBUG.value:  # "Unable to initialize backend 'tpu'" on every CPU run
         logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
-    import jax
 
     if _CACHE.value:
         jax.config.update("jax_compilation_cache_dir", _CACHE.value)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    from leakjax import experiment
-    from leakjax.types import ConfigError, NumericalError
 
     try:
         if _DEBUG.value:
@@ -244,7 +228,7 @@ def main(argv) -> None:
         _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     except NumericalError as e:
         _fail(str(e), code=3)
-    except KeyboardInterrupt as e:  # includes attacks.base.Interrupted (SIGINT / SIGTERM)
+    except KeyboardInterrupt as e:  # includes attacks.signals.Interrupted (SIGINT / SIGTERM)
         _fail(f"{e or 'interrupted'}; continue with the same flags plus --resume", code=130)
     keys = (
         "attack",
@@ -300,8 +284,6 @@ def _usage() -> str:
 def _unknown_field(field: str) -> str:
     """'fl.lrr is not a config setting; did you mean fl.lr?' with the full key, read off the
     command line (`leakjax.config.unknown_key`, as for a config file's unknown key)."""
-    from leakjax.config import unknown_key
-
     for arg in sys.argv[1:]:
         path = arg.split("=", 1)[0].removeprefix("--config.")
         if arg.startswith("--config.") and path.split(".")[-1] == field:
@@ -312,8 +294,6 @@ def _unknown_field(field: str) -> str:
 def _resolve_config_args(argv: list[str]) -> list[str]:
     """``--config=PATH[:preset]`` with PATH resolved against the packaged configs when it does
     not exist relative to the working directory (`leakjax.config_files.resolve`)."""
-    from leakjax import config_files
-
     out = list(argv)
     for i, arg in enumerate(out):
         if arg.startswith("--config="):
@@ -331,8 +311,6 @@ def _parse(argv):
     if any(arg in _HELP_FLAGS for arg in argv[1:]):
         print(_usage())
         sys.exit(0)
-    from leakjax import config_files
-    from leakjax.types import ConfigError
 
     argv = _resolve_config_args(argv)
     for i, arg in enumerate(argv[1:], 1):  # the file first: its errors name it, one line

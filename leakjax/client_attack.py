@@ -20,8 +20,9 @@ import time
 
 import jax
 
-from leakjax import report
+from leakjax import figures, report
 from leakjax.fl import simulate
+from leakjax.provenance import device_info, provenance, write_config
 from leakjax.types import ConfigError
 
 
@@ -35,15 +36,13 @@ def run(p, workdir, *, progress: bool, resume: bool = False) -> dict:
     empty; checked by the caller). Writes ``config.json``, ``fl_history.json``,
     ``metrics.json`` (``{"summary", "rounds"}``: the summary and the per-round history),
     ``summary.csv``, ``fl_accuracy.png`` and the attack's own files. Returns the summary."""
-    from leakjax import experiment  # the experiment module dispatches here
-
     t_start = time.perf_counter()
     config, f = p.config, p.config.fl
     if resume:
         raise ConfigError(f"--resume: attack.name={config.attack.name!r} cannot resume")
     client = build(p)  # every check before the workdir is created
     workdir = report.prepare_workdir(workdir)
-    experiment.write_config(config, workdir)
+    write_config(config, workdir)
     sim_key, attack_key = jax.random.split(jax.random.key(int(config.seed)))
     client.setup(attack_key, workdir, progress=progress)
     t0 = time.perf_counter()
@@ -79,14 +78,14 @@ def run(p, workdir, *, progress: bool, resume: bool = False) -> dict:
         "final_local_test_acc": (history.get("local_test_acc") or [None])[-1],
         "fl_seconds": round(fl_seconds, 3),
         "wall_seconds": round(time.perf_counter() - t_start, 3),
-        "device": experiment.device_info()["device_kind"],
-        **experiment.provenance(config),
+        "device": device_info()["device_kind"],
+        **provenance(config),
     }
     report.write_json(workdir / "metrics.json", {"summary": summary, "rounds": history})
-    report.write_csv(workdir / "summary.csv", [experiment._flat(summary)])
+    report.write_csv(workdir / "summary.csv", [report.scalars(summary)])
     acc = {
         k: (history["round"], history[k]) for k in ("test_acc", "local_test_acc") if k in history
     }
     if acc:
-        report.plot_curves(workdir / "fl_accuracy.png", acc, "round", "accuracy")
+        figures.plot_curves(workdir / "fl_accuracy.png", acc, "round", "accuracy")
     return summary

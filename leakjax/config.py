@@ -8,8 +8,12 @@ naming the key and the allowed values.
 
 from __future__ import annotations
 
+import difflib
+
+import jax
 import ml_collections
 
+from leakjax import attacks, data, defenses, models
 from leakjax import settings as settings_lib
 from leakjax.types import ConfigError
 
@@ -98,8 +102,6 @@ _OPEN_GROUPS = ("attack", "defense")
 def unknown_key(key: str) -> str:
     """The one-line message for a key that is not in the schema: ``fl.lrr is not a config
     setting; did you mean fl.lr? (settings of fl: ...)``."""
-    import difflib
-
     base = base_config()
     group, _, field = key.rpartition(".")
     known = list(base[group].keys()) if group in base and group not in _OPEN_GROUPS else []
@@ -144,8 +146,6 @@ def _positive(key: str, value, *, allow_zero: bool = False, integer: bool = Fals
 
 
 def _device_count() -> int:
-    import jax
-
     return jax.device_count()
 
 
@@ -160,8 +160,6 @@ def _check_devices(key: str, value) -> None:
 def validate(config) -> None:
     """Static checks (names, types, finite ranges, the attack's settings bound with its
     defaults). Data-dependent checks happen in `experiment.prepare`."""
-    from leakjax import attacks, data, defenses, models
-
     for group in ("data", "model", "fl", "attack"):
         if group not in config:
             raise ConfigError(f"config has no '{group}' group")
@@ -262,8 +260,6 @@ def validate(config) -> None:
 
 def resolved_attack(config) -> dict:
     """The attack's settings as bound (its defaults filled in), for config.json."""
-    from leakjax import attacks
-
     if config.attack.name == NO_ATTACK:
         return {}
     cfg = attacks.get(config.attack.name).bind(config.attack)

@@ -7,7 +7,13 @@ and a source checkout (or an editable install) has them beside the package.
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import pathlib
+
+import ml_collections
+
+from leakjax.types import ConfigError
 
 _PACKAGE = pathlib.Path(__file__).resolve().parent
 
@@ -52,13 +58,6 @@ def load(spec: str):
     unreadable file, one that is not Python, one without ``get_config``, a ``get_config`` that
     raises (its exception type and message), or one that returns anything but a ConfigDict.
     """
-    import importlib.machinery
-    import importlib.util
-
-    import ml_collections
-
-    from leakjax.types import ConfigError
-
     path, _, preset = resolve(spec).partition(":")
     if not pathlib.Path(path).is_file():
         raise ConfigError(f"config file not found: {path}")

@@ -22,16 +22,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from leakjax import attacks, data, defenses, metrics, models, plan, report
+from leakjax import (
+    attacks,
+    client_attack,
+    data,
+    defenses,
+    figures,
+    metrics,
+    models,
+    plan,
+    report,
+)
 from leakjax import labels as labels_lib
 from leakjax.attacks.signals import Interrupted, catch_signals
-from leakjax.config import NO_ATTACK, resolve_rounds, resolved_attack, validate
+from leakjax.config import NO_ATTACK, resolve_rounds, validate
 from leakjax.defenses import report as defense_report
 from leakjax.fl import FLSettings, check_secure_agg, client_mesh, simulate
 from leakjax.fl import cache as fl_cache
+from leakjax.models import imprint
 from leakjax.observation import GroundTruth, gradient_observation, stack
 from leakjax.progress import round_label, time_parts, time_summary
-from leakjax.provenance import device_info, provenance, versions  # noqa: F401 (re-exported)
+from leakjax.provenance import device_info, provenance, resolved_config, write_config
 from leakjax.types import ConfigError, NumericalError
 
 
@@ -96,8 +107,6 @@ def prepare(config) -> Prepared:
         conv_impl=config.model.conv_impl,
     )
     if config.model.get("imprint_bins", 0) > 0:  # Robbing the Fed's imprint block (attacks.rtf)
-        from leakjax.models import imprint
-
         model = imprint.wrap(
             model,
             bins=int(config.model.imprint_bins),
@@ -167,7 +176,7 @@ def _check_resume(config, workdir: pathlib.Path) -> None:
     if (workdir / "metrics.json").exists():
         raise ConfigError(f"--resume: the run in {str(workdir)!r} already finished")
     old = _leaves(json.loads(cfg_file.read_text()))
-    new = _leaves(_resolved(config))  # resolved values: an explicit default equals no setting
+    new = _leaves(resolved_config(config))  # resolved values: an explicit default equals no setting
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if diff:
         shown = ", ".join(
@@ -315,7 +324,7 @@ def _write_figures(workdir, config, grid, curves, history) -> None:
     grid_t, grid_r, grid_lt, grid_lp, grid_psnr = grid
     if grid_t:
         k = int(config.output.grid_images)
-        report.save_grid(
+        figures.save_grid(
             workdir / "grid.png",
             np.stack(grid_t[:k]),
             np.stack(grid_r[:k]),
@@ -327,13 +336,13 @@ def _write_figures(workdir, config, grid, curves, history) -> None:
             title=f"{a.name} ({a.mode}) on {config.data.name}/{config.model.name}: "
             f"truth (top) vs reconstruction (bottom)",
         )
-        report.plot_attack_loss(workdir / "loss.png", curves)
+        figures.plot_attack_loss(workdir / "loss.png", curves)
     if "test_acc" in history or "local_test_acc" in history:
         acc_curves = {}
         for k in ("test_acc", "local_test_acc"):
             if k in history:
                 acc_curves[k] = (history["round"], history[k])
-        report.plot_curves(workdir / "fl_accuracy.png", acc_curves, "round", "accuracy")
+        figures.plot_curves(workdir / "fl_accuracy.png", acc_curves, "round", "accuracy")
 
 
 def _federate(p: Prepared, workdir, sim_key, rng, *, resume: bool, progress: bool):
@@ -440,8 +449,6 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False, 
     if progress is None:
         progress = bool(config.output.progress)
     if p.spec is not None and p.spec.kind == "client":  # a malicious client (e.g. DMGAN)
-        from leakjax import client_attack
-
         return client_attack.run(p, workdir, progress=progress, resume=resume)
     a = config.attack
     ckdir = workdir / "checkpoints"
@@ -485,7 +492,7 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False, 
     summary["all_failed"] = all_failed
     report.write_json(workdir / "metrics.json", {"summary": summary, "clients": per_client})
     report.save_npz(workdir / "reconstruction.npz", **arrays)
-    report.write_csv(workdir / "summary.csv", [_flat(summary)])
+    report.write_csv(workdir / "summary.csv", [report.scalars(summary)])
     _write_figures(workdir, config, grid, curves, history)
     shutil.rmtree(ckdir, ignore_errors=True)  # results are complete; checkpoints are spent
     if all_failed:
@@ -494,25 +501,3 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False, 
             f"(see {workdir / 'metrics.json'})"
         )
     return summary
-
-
-def _resolved(config) -> dict:
-    """The config as JSON types with ``attack_settings``, the attack's bound settings."""
-    resolved = json.loads(config.to_json_best_effort())
-    resolved["attack_settings"] = json.loads(json.dumps(_jsonable(resolved_attack(config))))
-    return resolved
-
-
-def write_config(config, workdir) -> None:
-    """config.json: the resolved config, the attack's bound settings, versions, device, argv."""
-    resolved = _resolved(config)
-    resolved["_meta"] = {"versions": versions(), "device": device_info(), "argv": sys.argv}
-    report.write_json(pathlib.Path(workdir) / "config.json", resolved)
-
-
-def _jsonable(d: dict) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-def _flat(summary: dict) -> dict:
-    return {k: v for k, v in summary.items() if not isinstance(v, list | dict)}

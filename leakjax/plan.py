@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from leakjax import data
+from leakjax import client_attack, data
 from leakjax.fl.client import ClientHParams
 from leakjax.observation import Observation
 from leakjax.types import ConfigError
@@ -51,8 +51,6 @@ def dry_build(p) -> None:
     naming the attack, model and mode."""
     a = p.config.attack
     if p.spec.kind == "client":  # no Attack to trace: build the client (its data checks)
-        from leakjax import client_attack
-
         client_attack.build(p)
         return
     n = int(a.batch_size) if str(a.mode) == "gradient" else int(np.min(p.train.n))

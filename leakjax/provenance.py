@@ -1,12 +1,19 @@
-"""Where a result came from: library versions, the leakjax commit, the device."""
+"""Where a result came from: library versions, the leakjax commit, the device, and the
+run's ``config.json``."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 import platform
+import subprocess
+import sys
 from importlib import metadata
 
 import jax
+
+from leakjax import report
+from leakjax.config import resolved_attack
 
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "evosax", "ml-collections")
 
@@ -27,8 +34,6 @@ def _pkg(name: str) -> str:
 
 def git_commit() -> str | None:
     """The leakjax checkout's commit (None outside a git checkout, e.g. a pip install)."""
-    import subprocess
-
     root = pathlib.Path(__file__).resolve().parents[1]
     if not (root / ".git").exists():
         return None
@@ -68,3 +73,20 @@ def device_info() -> dict:
         "device_kind": devs[0].device_kind,
         "num_devices": len(devs),
     }
+
+
+def resolved_config(config) -> dict:
+    """The config as JSON types with ``attack_settings``, the attack's bound settings."""
+    resolved = json.loads(config.to_json_best_effort())
+    settings = {
+        k: list(v) if isinstance(v, tuple) else v for k, v in resolved_attack(config).items()
+    }
+    resolved["attack_settings"] = json.loads(json.dumps(settings))
+    return resolved
+
+
+def write_config(config, workdir) -> None:
+    """config.json: the resolved config, the attack's bound settings, versions, device, argv."""
+    resolved = resolved_config(config)
+    resolved["_meta"] = {"versions": versions(), "device": device_info(), "argv": sys.argv}
+    report.write_json(pathlib.Path(workdir) / "config.json", resolved)

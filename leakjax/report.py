@@ -5,8 +5,8 @@ Every writer is atomic: it writes a temporary file in the destination directory 
 half-written file, and a failed write leaves any earlier file untouched. Nothing here
 deletes user files; :func:`prepare_workdir` refuses to reuse a non-empty directory.
 
-The figures (``save_grid``, ``save_image_grid``, ``plot_curves``, ...) live in
-:mod:`leakjax.figures` and are re-exported here.
+The figures (``save_grid``, ``save_image_grid``, ``plot_curves``, ...) are in
+:mod:`leakjax.figures`.
 """
 
 from __future__ import annotations
@@ -24,29 +24,16 @@ import numpy as np
 
 from leakjax.atomic import PathLike
 from leakjax.atomic import atomic_open as _atomic
-from leakjax.figures import (
-    plot_attack_loss,
-    plot_curves,
-    plot_fl_accuracy,
-    save_grid,
-    save_image_grid,
-    wrap_title,
-)
 from leakjax.types import ConfigError
 
 __all__ = [
     "format_markdown_table",
     "load_npz",
-    "plot_attack_loss",
-    "plot_curves",
-    "plot_fl_accuracy",
     "prepare_workdir",
-    "save_grid",
-    "save_image_grid",
+    "scalars",
     "save_npz",
     "write_csv",
     "write_json",
-    "wrap_title",
     "write_markdown_table",
 ]
 
@@ -194,6 +181,11 @@ def _columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None) -
         for key in row:
             seen.setdefault(str(key), None)
     return list(seen)
+
+
+def scalars(row: Mapping[str, Any]) -> dict[str, Any]:
+    """``row`` without its list and dict values: a summary as one CSV row."""
+    return {k: v for k, v in row.items() if not isinstance(v, list | dict)}
 
 
 def write_csv(path: PathLike, rows: Sequence[Mapping[str, Any]]) -> None:

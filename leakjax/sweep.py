@@ -30,13 +30,19 @@ import contextlib
 import glob
 import importlib.util
 import json
+import logging
 import pathlib
 import shutil
 import sys
 import time
 import traceback
 
+import ml_collections
+import numpy as np
 from absl import app, flags
+
+from leakjax import config_files, experiment, figures, plan, report
+from leakjax.types import ConfigError
 
 COLUMNS = (
     "experiment",
@@ -83,10 +89,6 @@ def load_config(spec: str):
     Any failure (missing file, bad preset, an error inside the file) is a ConfigError naming
     the spec and the cause.
     """
-    import ml_collections
-
-    from leakjax.types import ConfigError
-
     base, _, variant = spec.partition("#")
     path, _, preset = base.partition(":")
     with _naming(spec):
@@ -106,8 +108,6 @@ def load_config(spec: str):
 @contextlib.contextmanager
 def _naming(spec: str):
     """Any exception inside -> one-line ConfigError ``--configs: <spec>: <cause>``."""
-    from leakjax.types import ConfigError
-
     try:
         yield
     except Exception as e:  # noqa: BLE001 - a config that cannot load is bad input
@@ -136,9 +136,6 @@ def expand(patterns: str) -> list[str]:
     pattern matches whose name starts with ``_`` (helper modules) are left out (a file named
     without wildcards is kept). A glob that matches no config file, or a file that does not
     exist, is a ConfigError."""
-    from leakjax import config_files
-    from leakjax.types import ConfigError
-
     specs = []
     for pat in [s for s in patterns.split(",") if s.strip()]:
         path, sep, preset = pat.strip().partition(":")
@@ -170,8 +167,6 @@ def check(specs: list[str], *, progress: bool = True) -> list:
 
     Raises ConfigError ``--configs: <spec>: <cause>`` for the first bad one.
     """
-    from leakjax import experiment
-
     configs = []
     for i, spec in enumerate(specs, 1):
         if progress:
@@ -195,9 +190,6 @@ def run_sweep(
     are read back, not rerun; an interrupted one continues from its checkpoints
     (`experiment.run(resume=True)`); failed or missing ones run afresh.
     """
-    from leakjax import experiment, plan, report
-    from leakjax.types import ConfigError
-
     root = pathlib.Path(workdir)
     plan.check_workdir(root, resume=resume)
     if root.exists() and any(root.iterdir()) and not resume:
@@ -244,8 +236,6 @@ def run_sweep(
     contact_sheet(root, [r["experiment"] for r in rows])
     fl_accuracy_plot(root, [r["experiment"] for r in rows])
     if any(r.get("defense") not in (None, "none") for r in rows):
-        from leakjax import figures
-
         figures.plot_frontier(root / "frontier.png", rows)
     return rows
 
@@ -258,10 +248,7 @@ def _last(value):
 def contact_sheet(root: pathlib.Path, names: list[str]):
     """One picture with every experiment's grid.png, each captioned with its experiment's
     name under a one-line title; returns the saved figure (None without any grid.png)."""
-    import numpy as np
     from PIL import Image
-
-    from leakjax import report
 
     thumbs, captions = [], []
     for n in names:
@@ -279,7 +266,9 @@ def contact_sheet(root: pathlib.Path, names: list[str]):
     for cell, t in zip(cells, thumbs, strict=True):
         cell[: t.shape[0], : t.shape[1]] = t
     title = f"{len(thumbs)} experiment{'s' if len(thumbs) > 1 else ''}: reconstructions"
-    return report.save_image_grid(root / "contact_sheet.png", cells, title=title, captions=captions)
+    return figures.save_image_grid(
+        root / "contact_sheet.png", cells, title=title, captions=captions
+    )
 
 
 def fl_accuracy_plot(root: pathlib.Path, names: list[str]) -> None:
@@ -291,8 +280,6 @@ def fl_accuracy_plot(root: pathlib.Path, names: list[str]) -> None:
     experiment with more than one round. The local-test accuracy is drawn where the
     history has it, else the test-split accuracy.
     """
-    from leakjax import report
-
     all_curves, fl_only = {}, {}
     for n in names:
         h = root / n / "fl_history.json"
@@ -314,7 +301,7 @@ def fl_accuracy_plot(root: pathlib.Path, names: list[str]) -> None:
     curves = fl_only or all_curves
     if curves:
         title = "FedAvg without attack (paper Fig. 48)" if fl_only else None
-        report.plot_curves(
+        figures.plot_curves(
             root / "fl_accuracy.png", curves, "round", "accuracy (local test)", title=title
         )
 
@@ -331,9 +318,6 @@ def main(argv) -> None:
         _fail(f"unexpected arguments: {' '.join(argv[1:])}")
     if not _CONFIGS.value or not _WORKDIR.value:
         _fail("--configs and --workdir are required")
-    import logging
-
-    from leakjax.types import ConfigError
 
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # the TPU INFO line
     try:

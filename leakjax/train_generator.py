@@ -17,7 +17,7 @@ non-saturating logistic GAN loss instead. One step is one generator update (with
 in jitted ``lax.scan`` chunks with a progress line (losses, rate, ETA) after each.
 
 Writes into ``--out`` (a new or empty directory): ``generator.msgpack`` (the checkpoint
-that ``attack.generator_path`` points at; `leakjax.models.generators.save_generator`,
+that ``attack.generator_path`` points at; `leakjax.models.generator_checkpoint.save_generator`,
 msgpack, no pickle), ``samples.png`` (real images above generated ones) and
 ``train_log.json`` (settings, losses per chunk, timings). Images are trained in [-1, 1]
 (the reference's mean = std = 0.5 normalization); the generator outputs [0, 1], so the
@@ -35,16 +35,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import flags
 from flax import struct
 
-from leakjax import data, report
+from leakjax import data, figures, report
 from leakjax.models.conv import IMPLS
+from leakjax.models.generator_checkpoint import save_generator
 from leakjax.models.generators import (
     GGLDiscriminator,
     GGLGenerator,
     generate,
     init_generator,
-    save_generator,
 )
 from leakjax.progress import Progress
 from leakjax.types import ConfigError
@@ -294,7 +295,7 @@ def train(s: TrainSettings, out, *, progress: bool = True) -> GeneratorRun:
     fake = np.asarray(gen.apply(variables, z, train=False))
     real = images[np.random.default_rng(s.seed).choice(len(images), k, replace=False)]
     samples = out / "samples.png"
-    report.save_grid(
+    figures.save_grid(
         samples,
         real.astype(np.float32) / 255.0,
         fake,
@@ -353,8 +354,6 @@ _FLAGS: dict[str, Any] = {}
 def define_flags() -> None:
     """absl flags for every TrainSettings field plus --out (called by ``__main__`` only, so
     importing this module defines no flags)."""
-    from absl import flags
-
     defaults = TrainSettings()
     for f in dataclasses.fields(TrainSettings):
         value = None if f.name == "dataset" else getattr(defaults, f.name)

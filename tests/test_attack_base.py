@@ -192,7 +192,7 @@ def test_sigterm_checkpoints_and_raises(tmp_path):
     import os
     import signal
 
-    from leakjax.attacks.base import Interrupted
+    from leakjax.attacks.signals import Interrupted
 
     ck = tmp_path / "ck.msgpack"
     kw = dict(steps=40, restarts=2, chunk=10, progress=False)
@@ -336,7 +336,7 @@ def test_signal_is_acknowledged_while_the_chunk_runs(tmp_path, capfd):
     import time
 
     from leakjax.attacks import signals
-    from leakjax.attacks.base import Interrupted
+    from leakjax.attacks.signals import Interrupted
 
     base, seen = toy(T, lr=0.01), []
 
@@ -365,7 +365,7 @@ def test_resumed_run_reports_the_time_of_all_parts(tmp_path):
     import signal
     import time
 
-    from leakjax.attacks.base import Interrupted
+    from leakjax.attacks.signals import Interrupted
 
     ck = tmp_path / "ck.msgpack"
     kw = dict(steps=40, restarts=2, chunk=10, progress=False)

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from leakjax import config_files, experiment
+from leakjax import config_files, experiment, provenance
 from leakjax.config import validate
 from leakjax.types import ConfigError
 
@@ -208,7 +208,7 @@ def test_cli_tilde_workdir_leaves_nothing_outside_the_home(tmp_path):
 
 def test_resume_compares_resolved_values(tmp_path):
     """Item 11: ``attack.lr=0.1`` (IG's default) on --resume was "'<unset>' -> 0.1"."""
-    experiment.write_config(_tiny(), tmp_path)
+    provenance.write_config(_tiny(), tmp_path)
     c = _tiny()
     c.attack.lr = 0.1  # the default, now explicit
     experiment._check_resume(c, tmp_path)

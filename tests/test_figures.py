@@ -9,7 +9,8 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from leakjax import report  # noqa: E402
+from leakjax import figures  # noqa: E402
+from leakjax.types import ConfigError  # noqa: E402
 
 LONG = (
     "inverting_gradients (multi) on cifar100/resnet18: truth (top) vs reconstruction "
@@ -33,77 +34,77 @@ def _visible_xticks(ax):
 def test_fl_accuracy_round_ticks_are_integers(tmp_path):
     rounds = [0, 1, 2]
     for fig in (
-        report.plot_curves(
+        figures.plot_curves(
             tmp_path / "a.png", {"test_acc": (rounds, [0.1, 0.5, 0.7])}, "round", "accuracy"
         ),  # fmt: skip
-        report.plot_fl_accuracy(tmp_path / "b.png", {"test_acc": (rounds, [0.1, 0.5, 0.7])}),
+        figures.plot_fl_accuracy(tmp_path / "b.png", {"test_acc": (rounds, [0.1, 0.5, 0.7])}),
     ):
         ticks = _visible_xticks(fig.axes[0])
         assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks
     # Fractional xs keep the ordinary locator.
-    fig = report.plot_curves(tmp_path / "c.png", {"a": ([0.0, 0.5, 1.5], [1, 2, 3])}, "t", "y")
+    fig = figures.plot_curves(tmp_path / "c.png", {"a": ([0.0, 0.5, 1.5], [1, 2, 3])}, "t", "y")
     assert not all(float(t).is_integer() for t in _visible_xticks(fig.axes[0]))
 
 
 def test_attack_loss_log_axis_when_positive(tmp_path):
     steps = np.arange(200)
     positive = {"client 0 r1": (steps, 10.0 * np.exp(-steps / 20.0) + 1e-6)}
-    fig = report.plot_attack_loss(tmp_path / "loss.png", positive)
+    fig = figures.plot_attack_loss(tmp_path / "loss.png", positive)
     assert fig.axes[0].get_yscale() == "log"
     assert not fig.axes[0].texts
-    fig = report.plot_curves(tmp_path / "l2.png", positive, "step", "loss", logy="auto")
+    fig = figures.plot_curves(tmp_path / "l2.png", positive, "step", "loss", logy="auto")
     assert fig.axes[0].get_yscale() == "log"
     mixed = {"client 0 r1": (steps, np.linspace(1.0, -0.5, 200)), "nan": ([0, 1], [np.nan, 1])}
-    fig = report.plot_attack_loss(tmp_path / "mixed.png", mixed)
+    fig = figures.plot_attack_loss(tmp_path / "mixed.png", mixed)
     ax = fig.axes[0]
     assert ax.get_yscale() == "linear"
     assert any("<= 0" in t.get_text() for t in ax.texts)
-    with pytest.raises(report.ConfigError, match="logy"):
-        report.plot_curves(tmp_path / "x.png", mixed, "step", "loss", logy="sometimes")
+    with pytest.raises(ConfigError, match="logy"):
+        figures.plot_curves(tmp_path / "x.png", mixed, "step", "loss", logy="sometimes")
 
 
 def test_grid_title_says_first_k_of_n(tmp_path):
     rng = np.random.default_rng(0)
     truth = rng.random((10, 8, 8, 1), dtype=np.float32)
     recon = rng.random((10, 8, 8, 1), dtype=np.float32)
-    fig = report.save_grid(tmp_path / "g.png", truth, recon, max_images=4, title="DLG")
+    fig = figures.save_grid(tmp_path / "g.png", truth, recon, max_images=4, title="DLG")
     assert fig._suptitle.get_text() == "DLG (first 4 of 10)"
     # The caller passes the first k of its n pairs.
-    fig = report.save_grid(tmp_path / "h.png", truth[:4], recon[:4], max_images=4, total=25)
+    fig = figures.save_grid(tmp_path / "h.png", truth[:4], recon[:4], max_images=4, total=25)
     assert fig._suptitle.get_text() == "first 4 of 25"
-    fig = report.save_grid(tmp_path / "i.png", truth[:4], recon[:4], title="all")
+    fig = figures.save_grid(tmp_path / "i.png", truth[:4], recon[:4], title="all")
     assert fig._suptitle.get_text() == "all"
-    with pytest.raises(report.ConfigError, match="total"):
-        report.save_grid(tmp_path / "j.png", truth[:4], recon[:4], total=3)
+    with pytest.raises(ConfigError, match="total"):
+        figures.save_grid(tmp_path / "j.png", truth[:4], recon[:4], total=3)
 
 
 @pytest.mark.parametrize("cells", [1, 3, 8])
 def test_long_grid_titles_fit_the_figure(tmp_path, cells):
     x = np.random.default_rng(1).random((cells, 8, 8, 3), dtype=np.float32)
-    fig = report.save_grid(tmp_path / "g.png", x, x, title=LONG)
+    fig = figures.save_grid(tmp_path / "g.png", x, x, title=LONG)
     title = fig._suptitle
     _assert_inside(fig, title)
     assert title.get_text().count("\n") <= 2
     words = LONG.split()
     assert title.get_text().startswith(words[0])
-    fig = report.save_image_grid(tmp_path / "i.png", x, title=LONG)
+    fig = figures.save_image_grid(tmp_path / "i.png", x, title=LONG)
     _assert_inside(fig, fig._suptitle)
 
 
 def test_long_plot_title_fits_and_short_one_is_kept(tmp_path):
     curves = {"a": ([0, 1, 2], [3.0, 2.0, 1.0])}
-    fig = report.plot_curves(tmp_path / "p.png", curves, "step", "loss", title=LONG)
+    fig = figures.plot_curves(tmp_path / "p.png", curves, "step", "loss", title=LONG)
     _assert_inside(fig, fig.axes[0].title)
     assert "\n" in fig.axes[0].title.get_text()
-    fig = report.plot_curves(tmp_path / "q.png", curves, "step", "loss", title="FedAvg")
+    fig = figures.plot_curves(tmp_path / "q.png", curves, "step", "loss", title="FedAvg")
     assert fig.axes[0].title.get_text() == "FedAvg"
 
 
 def test_wrap_title_clips_what_cannot_fit():
-    wrapped = report.wrap_title("word " * 200, 2.0, 10)
+    wrapped = figures.wrap_title("word " * 200, 2.0, 10)
     assert wrapped.count("\n") == 2 and wrapped.endswith("…")
-    assert report.wrap_title("short", 5.0, 10) == "short"
-    unbroken = report.wrap_title("x" * 300, 1.0, 10)  # no spaces: words are broken
+    assert figures.wrap_title("short", 5.0, 10) == "short"
+    unbroken = figures.wrap_title("x" * 300, 1.0, 10)  # no spaces: words are broken
     assert unbroken.count("\n") == 2
 
 

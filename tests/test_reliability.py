@@ -59,7 +59,7 @@ def _small_config():
 
 
 def test_interrupt_and_resume_in_process_equals_uninterrupted(tmp_path, monkeypatch):
-    from leakjax.attacks.base import Interrupted
+    from leakjax.attacks.signals import Interrupted
     from leakjax.progress import Progress
 
     full = tmp_path / "full"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leakjax import report
+from leakjax import figures, report
 from leakjax.types import ConfigError
 
 
@@ -114,7 +114,7 @@ def test_save_grid_gray_8x8(tmp_path):
     truth = rng.random((4, 8, 8, 1), dtype=np.float32)
     recon = rng.random((4, 8, 8, 1), dtype=np.float32)
     path = tmp_path / "grid.png"
-    report.save_grid(
+    figures.save_grid(
         path,
         truth,
         recon,
@@ -135,28 +135,28 @@ def test_save_grid_rgb_32x32_m_ne_n(tmp_path, m):
     recon = rng.random((m, 32, 32, 3), dtype=np.float32)
     recon[0, 0, 0, 0] = np.nan  # drawn, not crashed on
     path = tmp_path / f"grid{m}.png"
-    report.save_grid(path, truth, recon, psnr=np.full(min(m, 10), 15.0), max_images=16)
+    figures.save_grid(path, truth, recon, psnr=np.full(min(m, 10), 15.0), max_images=16)
     w, h = _png_size(path)
     assert w > 500  # 8 columns
     assert h > 200
     if m > 8:  # > 8 columns wrap into a second truth/recon row pair
         w3, h3 = w, h
-        report.save_grid(tmp_path / "small.png", truth[:3], recon[:3])
+        figures.save_grid(tmp_path / "small.png", truth[:3], recon[:3])
         assert _png_size(tmp_path / "small.png")[1] < h3 < 3 * w3
 
 
 def test_save_grid_validates(tmp_path):
     x = np.zeros((2, 8, 8, 1), np.float32)
     with pytest.raises(ConfigError, match="labels_true"):
-        report.save_grid(tmp_path / "g.png", x, x, labels_true=[0])
+        figures.save_grid(tmp_path / "g.png", x, x, labels_true=[0])
     with pytest.raises(ConfigError, match="recon"):
-        report.save_grid(tmp_path / "g.png", x, np.zeros((2, 8, 8, 2), np.float32))
+        figures.save_grid(tmp_path / "g.png", x, np.zeros((2, 8, 8, 2), np.float32))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_save_image_grid(tmp_path):
     images = np.random.default_rng(2).random((10, 16, 16), dtype=np.float32)
-    report.save_image_grid(tmp_path / "imgs.png", images, title="dummy init")
+    figures.save_image_grid(tmp_path / "imgs.png", images, title="dummy init")
     w, h = _png_size(tmp_path / "imgs.png")
     assert w > 200 and h > 200
 
@@ -166,13 +166,13 @@ def test_plot_curves(tmp_path):
         "cnn": ([0, 1, 2], [0.1, 0.5, 0.7]),
         "resnet": (np.arange(3), np.array([0.2, 0.4, np.nan])),
     }
-    report.plot_curves(tmp_path / "acc.png", curves, "round", "test accuracy", title="FedAvg")
-    report.plot_curves(
+    figures.plot_curves(tmp_path / "acc.png", curves, "round", "test accuracy", title="FedAvg")
+    figures.plot_curves(
         tmp_path / "loss.png", {"dlg": ([1, 2], [1.0, 0.1])}, "step", "loss", logy=True
     )
     assert _png_size(tmp_path / "acc.png") == (600, 400)
     with pytest.raises(ConfigError, match="xs"):
-        report.plot_curves(tmp_path / "x.png", {"a": ([1, 2], [1.0])}, "x", "y")
+        figures.plot_curves(tmp_path / "x.png", {"a": ([1, 2], [1.0])}, "x", "y")
 
 
 def test_write_csv_and_markdown(tmp_path):

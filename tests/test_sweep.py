@@ -197,20 +197,20 @@ def test_fedavg_without_attack_and_its_accuracy_plot(tmp_path, monkeypatch):
     fl_accuracy.png then draws those runs only, one line per model (the paper's Fig. 48)."""
     import json
 
-    from leakjax import report
+    from leakjax import figures
 
     cfg = tmp_path / "fl.py"
     cfg.write_text(FL_ONLY)
     (tmp_path / "atk.py").write_text(GOOD)
     drawn = {}
-    real = report.plot_curves
+    real = figures.plot_curves
 
     def spy(path, curves, *args, **kwargs):
         if pathlib.Path(path).parent == tmp_path / "out":
             drawn.update(curves)
         return real(path, curves, *args, **kwargs)
 
-    monkeypatch.setattr(report, "plot_curves", spy)
+    monkeypatch.setattr(figures, "plot_curves", spy)
     specs = [f"{cfg}:mlp", f"{cfg}:fc2", f"{tmp_path}/atk.py:cpu"]
     rows = sweep.run_sweep(specs, tmp_path / "out", progress=False)
     assert [r["status"] for r in rows] == ["ok", "ok", "ok"]
@@ -296,7 +296,7 @@ def test_contact_sheet_has_a_one_line_title_and_names_each_grid(tmp_path, monkey
     import numpy as np
     from PIL import Image
 
-    from leakjax import report
+    from leakjax import figures
 
     names = [f"fig{i:02d}_inverting_gradients-cpu" for i in range(5)]
     rng = np.random.default_rng(0)
@@ -304,9 +304,9 @@ def test_contact_sheet_has_a_one_line_title_and_names_each_grid(tmp_path, monkey
         (tmp_path / n).mkdir()
         pixels = rng.integers(0, 255, (692, 1148, 3), np.uint8)
         Image.fromarray(pixels).save(tmp_path / n / "grid.png")
-    figs, real = [], report.save_image_grid
+    figs, real = [], figures.save_image_grid
     monkeypatch.setattr(
-        report, "save_image_grid", lambda *a, **k: figs.append(real(*a, **k)) or figs[-1]
+        figures, "save_image_grid", lambda *a, **k: figs.append(real(*a, **k)) or figs[-1]
     )
     sweep.contact_sheet(tmp_path, names)
     (fig,) = figs

@@ -12,8 +12,9 @@ from leakjax.attacks import (
     losses,
     rtf,
 )
-from leakjax.attacks.base import Attack, Reconstruction, RunResult, resolve_vmap_chunk, run
+from leakjax.attacks.base import Attack, Reconstruction, RunResult
 from leakjax.attacks.registry import AttackSpec, get, names, register
+from leakjax.attacks.runner import resolve_vmap_chunk, run
 
 register(inverting_gradients.SPEC)
 register(dlg.SPEC)

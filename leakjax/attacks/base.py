@@ -3,7 +3,7 @@
 An attack is a factory ``make(observation, model, cfg, ...) -> Attack(init, step, result)``
 of pure functions (the optax ``GradientTransformation`` pattern): ``init(key) -> state``,
 ``step(state, key) -> (state, {'loss': scalar, ...})``, ``result(state) ->
-Reconstruction``. `run` (`leakjax.attacks.runner`, re-exported here) owns everything else:
+Reconstruction``. `run` (`leakjax.attacks.runner`) owns everything else:
 jit, `lax.scan` in chunks, `vmap` over restarts and over trials (independent
 observations), optionally the trials split across devices (jit + `NamedSharding` over a
 1-D mesh), progress lines, NaN/Inf detection per restart, checkpoints
@@ -19,9 +19,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from leakjax.attacks.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401 (re-export)
-from leakjax.attacks.signals import Interrupted  # noqa: F401 (re-export)
-from leakjax.observation import GroundTruth, Observation, stack  # noqa: F401 (re-export)
 from leakjax.types import Array, PRNGKey
 
 
@@ -69,16 +66,3 @@ class RunResult:
     seconds: float
     compile_seconds: float
     seconds_parts: list[float] = dataclasses.field(default_factory=list)
-
-
-_RUNNER = ("run", "chunked_map", "resolve_vmap_chunk", "scan_chunks")
-
-
-def __getattr__(name: str):
-    """``from leakjax.attacks.base import run`` (and the other run-loop names) keeps working;
-    imported lazily because `leakjax.attacks.runner` imports this module."""
-    if name in _RUNNER:
-        from leakjax.attacks import runner
-
-        return getattr(runner, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

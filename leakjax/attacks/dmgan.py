@@ -52,7 +52,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from leakjax import models, report
+from leakjax import figures, models, report
 from leakjax.attacks import dmgan_judge
 from leakjax.attacks.registry import AttackSpec
 from leakjax.fl.client import ClientHParams, client_update, cross_entropy
@@ -329,7 +329,7 @@ class DMGAN:
             path = self.workdir / "rounds" / f"round_{point:03d}"
             report.save_npz(path.with_suffix(".npz"), images=x, judge_labels=np.int32(pred))
             title = f"DMGAN on {self.p.config.data.name}: class {self.att.tracked_class}"
-            report.save_image_grid(
+            figures.save_image_grid(
                 path.with_suffix(".png"), x[:64], title=f"{title}, round {point}"
             )
             for k, v in {"round": point, **stats}.items():

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from leakjax import report
+from leakjax import figures
 from leakjax.fl.client import cross_entropy
 from leakjax.fl.server import make_accuracy
 from leakjax.types import NumericalError
@@ -126,7 +126,7 @@ def summarize(workdir, history: dict, tracked: int, eval_model: str, title: str)
         "received global model says that class": (r, history["fooled_fraction"]),
         "new global model says fake": (r, history["caught_fraction"]),
     }
-    report.plot_curves(
+    figures.plot_curves(
         workdir / "tracked_fraction.png", curves, "round", "fraction of generated images",
         title=title,
     )  # fmt: skip

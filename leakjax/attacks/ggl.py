@@ -55,7 +55,7 @@ from leakjax.attacks.base import Attack, Reconstruction
 from leakjax.attacks.registry import AttackSpec
 from leakjax.attacks.simulation import SIMULATIONS, simulated_update
 from leakjax.labels.idlg import idlg_label
-from leakjax.models import generators
+from leakjax.models import generator_checkpoint, generators
 from leakjax.settings import Checked, setting
 from leakjax.types import Array, ConfigError
 
@@ -177,7 +177,7 @@ def _strategy(name: str, population: int, shape: tuple[int, int], sigma: float):
 @functools.lru_cache(maxsize=4)
 def _read_checkpoint(path: str, mtime_ns: int, size: int):
     del mtime_ns, size  # cache keys: a rewritten file is read again
-    return generators.load_generator(path, what="attack.generator_path")
+    return generator_checkpoint.load_generator(path, what="attack.generator_path")
 
 
 @functools.lru_cache(maxsize=8)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from leakjax import labels as labels_lib
 from leakjax import settings as settings_lib
 from leakjax.types import ConfigError
 
@@ -76,8 +77,6 @@ class AttackSpec:
     example: tuple[tuple[str, object], ...] = ()
 
     def allowed_labels(self) -> tuple[str, ...]:
-        from leakjax import labels as labels_lib
-
         out = ["auto"] if self.auto_labels else []
         for v in (*self.label_modes, *UPSTREAM_LABELS, *labels_lib.METHODS):
             if v not in out:

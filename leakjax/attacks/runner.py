@@ -26,6 +26,7 @@ from jax.sharding import PartitionSpec as P
 from leakjax.attacks import checkpoint as ckpt
 from leakjax.attacks.base import Attack, Reconstruction, RunResult
 from leakjax.attacks.signals import Interrupted, catch_signals
+from leakjax.fl.sharding import client_mesh
 from leakjax.progress import Progress
 from leakjax.types import Array, ConfigError, PRNGKey
 
@@ -153,8 +154,6 @@ def _setup(attack, key, trials, restarts: int, num_devices: int) -> _Setup:
     num_trials = jax.tree.leaves(trials)[0].shape[0]
     sharding, padded = None, num_trials
     if num_devices != 1:
-        from leakjax.fl.sharding import client_mesh
-
         mesh = client_mesh(num_devices, axis="trials")
         if mesh.size > 1:
             sharding = NamedSharding(mesh, P("trials"))

@@ -9,17 +9,7 @@ clients into padded arrays;
 library's normalized float32 images and [0, 1] units.
 """
 
-from leakjax.data.datasets import (
-    SOURCES,
-    Dataset,
-    DatasetInfo,
-    RestrictedUnpickler,
-    is_tfds_name,
-    load,
-    names,
-    read_idx,
-    safe_unpickle,
-)
+from leakjax.data.base import Dataset, DatasetInfo
 from leakjax.data.partition import (
     METHODS,
     ClientArrays,
@@ -28,6 +18,9 @@ from leakjax.data.partition import (
     partition,
     partition_from_config,
 )
+from leakjax.data.readers.cifar import RestrictedUnpickler, safe_unpickle
+from leakjax.data.readers.mnist_idx import read_idx
+from leakjax.data.registry import SOURCES, is_tfds_name, load, names
 from leakjax.data.transforms import MODES, box, denormalize, normalization, normalize
 
 __all__ = [

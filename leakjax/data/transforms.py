@@ -21,7 +21,7 @@ import numpy as np
 from leakjax.types import ConfigError
 
 if TYPE_CHECKING:
-    from leakjax.data.datasets import DatasetInfo
+    from leakjax.data.base import DatasetInfo
 
 MODES = ("dataset", "half", "none")
 

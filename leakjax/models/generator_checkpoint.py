@@ -3,16 +3,16 @@ named by its key in `leakjax.models.generators.GENERATORS`."""
 
 from __future__ import annotations
 
+import os
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import serialization, traverse_util
 
-
-def _generators():
-    from leakjax.models.generators import GENERATORS
-
-    return GENERATORS
-
+from leakjax.models.generators import GENERATORS
+from leakjax.types import ConfigError
 
 CHECKPOINT_FORMAT = "leakjax.generator"
 CHECKPOINT_VERSION = 1
@@ -46,13 +46,8 @@ def save_generator(path, name: str, settings: dict, latent_dim: int, variables, 
       variables: the generator's variables.
       meta: extra JSON-like information (strings, numbers).
     """
-    import os
-    import pathlib
-
-    from flax import serialization
-
-    if name not in _generators():
-        raise KeyError(f"unknown generator {name!r}; known: {sorted(_generators())}")
+    if name not in GENERATORS:
+        raise KeyError(f"unknown generator {name!r}; known: {sorted(GENERATORS)}")
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -87,12 +82,6 @@ def load_generator(path, *, what: str = "generator checkpoint"):
       ConfigError: the file is missing, is not a generator checkpoint, or its arrays do not
         match the architecture it declares; the message names ``what`` and the path.
     """
-    import pathlib
-
-    from flax import serialization, traverse_util
-
-    from leakjax.types import ConfigError
-
     where = f"{what}={str(path)!r}"
     path = pathlib.Path(path)
     if not path.is_file():
@@ -110,15 +99,15 @@ def load_generator(path, *, what: str = "generator checkpoint"):
             f"{where}: checkpoint version {raw.get('version')!r}, expected {CHECKPOINT_VERSION}"
         )
     name = raw.get("generator")
-    if name not in _generators():
-        raise ConfigError(f"{where}: unknown generator {name!r}; known: {sorted(_generators())}")
+    if name not in GENERATORS:
+        raise ConfigError(f"{where}: unknown generator {name!r}; known: {sorted(GENERATORS)}")
     try:
         settings = {
             k: tuple(int(i) for i in v) if isinstance(v, list | np.ndarray) else v
             for k, v in dict(raw["settings"]).items()
         }
         latent_dim = int(raw["latent_dim"])
-        module = _generators()[name](**settings)
+        module = GENERATORS[name](**settings)
         template = jax.eval_shape(
             lambda: module.init(jax.random.key(0), jnp.zeros((2, latent_dim)), train=False)
         )

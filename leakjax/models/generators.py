@@ -18,7 +18,7 @@ convolutions through `leakjax.models.conv`, whose ``impl`` makes them fast on CP
 optimizing it from scratch behaves like the reference.
 
 `GENERATORS` maps names to classes (GRNN's, DMGAN's, GGL's); `save_generator` /
-`load_generator` write and read trained generators (msgpack checkpoints, no pickle).
+`load_generator` (`leakjax.models.generator_checkpoint`) write and read trained generators.
 """
 
 from __future__ import annotations
@@ -418,18 +418,8 @@ class GGLDiscriminator(nn.Module):
 GENERATORS["ggl"] = GGLGenerator
 
 __all__ += [
-    "CHECKPOINT_FORMAT",
     "ConvTranspose2x2",
     "ConvTranspose4x4s2",
     "GGLDiscriminator",
     "GGLGenerator",
-    "load_generator",
-    "save_generator",
 ]
-
-from leakjax.models.generator_checkpoint import (  # noqa: E402 F401 (re-exported)
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_VERSION,
-    load_generator,
-    save_generator,
-)

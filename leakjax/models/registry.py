@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from leakjax.models import cnn, conv, lenet, mlp, resnet, vgg
+from leakjax.models.generators import DMGANDiscriminator
 from leakjax.types import Array, ConfigError, PRNGKey, Variables
 
 
@@ -119,8 +120,6 @@ def _vgg(num_classes, input_shape, impl, head: str = "small", batch_norm: bool =
 
 
 def _dmgan_discriminator(num_classes, input_shape, impl, width: int = 64):
-    from leakjax.models.generators import DMGANDiscriminator
-
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise ConfigError(f"model option width={width!r} must be a positive int")
     slope = 0.01 if input_shape[2] == 1 else 0.2  # the reference's MNIST / CIFAR variants
