@@ -29,7 +29,7 @@ from leakjax.config import NO_ATTACK, resolve_rounds, resolved_attack, validate
 from leakjax.defenses import report as defense_report
 from leakjax.fl import FLSettings, check_secure_agg, client_mesh, simulate
 from leakjax.fl import cache as fl_cache
-from leakjax.observation import GroundTruth, gradient_observation, stack
+from leakjax.fl.observation import GroundTruth, gradient_observation, stack
 from leakjax.progress import round_label, time_parts, time_summary
 from leakjax.provenance import device_info, provenance, versions  # noqa: F401 (re-exported)
 from leakjax.types import ConfigError, NumericalError

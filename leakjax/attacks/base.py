@@ -21,7 +21,7 @@ import numpy as np
 
 from leakjax.attacks.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401 (re-export)
 from leakjax.attacks.signals import Interrupted  # noqa: F401 (re-export)
-from leakjax.observation import GroundTruth, Observation, stack  # noqa: F401 (re-export)
+from leakjax.fl.observation import GroundTruth, Observation, stack  # noqa: F401 (re-export)
 from leakjax.types import Array, PRNGKey
 
 
