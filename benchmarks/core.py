@@ -24,8 +24,8 @@ from benchmarks.allocator import tune_host_allocator
 from leakjax import models
 from leakjax.attacks import inverting_gradients as ig
 from leakjax.fl import ClientHParams, FLSettings, client_update
+from leakjax.fl.observation import fedavg_observation
 from leakjax.fl.server import make_train_round, resolve_client_chunk
-from leakjax.observation import fedavg_observation
 
 REFERENCE = {"fedavg_round": 33.7, "ig_fedavg_iter": 1.32, "train_step_b50": 33.7 / 200}
 

@@ -28,7 +28,7 @@ import numpy as np
 from leakjax import models
 from leakjax.attacks import dlf, grnn
 from leakjax.fl import ClientHParams
-from leakjax.observation import fedavg_observation, gradient_observation
+from leakjax.fl.observation import fedavg_observation, gradient_observation
 
 REFERENCE = {"dlf_cnn3_iter": 0.392, "dlf_cnn_iter": 1.68, "grnn_cnn_iter": 0.418}
 TARGET_SPEEDUP = {"dlf_cnn3_iter": 10.0, "dlf_cnn_iter": 10.0, "grnn_cnn_iter": 5.0}

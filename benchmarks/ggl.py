@@ -30,7 +30,7 @@ from benchmarks.allocator import tune_host_allocator
 from leakjax import models
 from leakjax.attacks import ggl
 from leakjax.fl import ClientHParams
-from leakjax.observation import fedavg_observation, gradient_observation
+from leakjax.fl.observation import fedavg_observation, gradient_observation
 
 BOX = (jnp.full(3, -1.0), jnp.full(3, 1.0))
 SHAPE = (32, 32, 3)

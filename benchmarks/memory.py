@@ -40,7 +40,7 @@ from leakjax.attacks import dlf
 from leakjax.attacks import inverting_gradients as ig
 from leakjax.fl import ClientHParams
 from leakjax.fl import client as fl_client
-from leakjax.observation import fedavg_observation
+from leakjax.fl.observation import fedavg_observation
 
 VARIANTS = ("off", "step", "sqrt")
 

@@ -67,8 +67,8 @@ from leakjax.attacks.runner import chunked_map, resolve_vmap_chunk
 from leakjax.config import base_config
 from leakjax.fl import ClientHParams, FLSettings
 from leakjax.fl.client import unrolled_local_steps
+from leakjax.fl.observation import fedavg_observation, gradient_observation
 from leakjax.fl.server import make_train_round, resolve_client_chunk
-from leakjax.observation import fedavg_observation, gradient_observation
 
 BOX = (jnp.full(3, -1.0), jnp.full(3, 1.0))
 REF_FEDAVG_PER_IMAGE_EPOCH = 33.7 / (10 * 500 * 2)

@@ -39,8 +39,8 @@ from leakjax.config import NO_ATTACK, resolve_rounds, validate
 from leakjax.defenses import report as defense_report
 from leakjax.fl import FLSettings, check_secure_agg, client_mesh, simulate
 from leakjax.fl import cache as fl_cache
+from leakjax.fl.observation import GroundTruth, gradient_observation, stack
 from leakjax.models import imprint
-from leakjax.observation import GroundTruth, gradient_observation, stack
 from leakjax.progress import round_label, time_parts, time_summary
 from leakjax.provenance import device_info, provenance, resolved_config, write_config
 from leakjax.types import ConfigError, NumericalError

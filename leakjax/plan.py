@@ -20,7 +20,7 @@ import numpy as np
 
 from leakjax import client_attack, data
 from leakjax.fl.client import ClientHParams
-from leakjax.observation import Observation
+from leakjax.fl.observation import Observation
 from leakjax.types import ConfigError
 
 

@@ -11,7 +11,7 @@ import pytest
 from leakjax import attacks, config, data, experiment
 from leakjax.attacks.registry import RUN_KEYS
 from leakjax.fl import ClientHParams
-from leakjax.observation import fedavg_observation, gradient_observation
+from leakjax.fl.observation import fedavg_observation, gradient_observation
 from leakjax.types import ConfigError
 
 # attacks on what the server observes (client-side ones, e.g. DMGAN: tests/test_dmgan.py)

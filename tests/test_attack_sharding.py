@@ -23,7 +23,7 @@ _SCRIPT = textwrap.dedent(
     import jax, jax.numpy as jnp, numpy as np
     from leakjax import attacks, models
     from leakjax.attacks import inverting_gradients as ig
-    from leakjax.observation import fedavg_observation, gradient_observation, stack
+    from leakjax.fl.observation import fedavg_observation, gradient_observation, stack
     from leakjax.fl import ClientHParams
 
     assert len(jax.devices()) == 8, jax.devices()

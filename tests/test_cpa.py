@@ -13,7 +13,7 @@ from leakjax.attacks import cpa
 from leakjax.attacks import losses as L
 from leakjax.config import base_config
 from leakjax.fl import ClientHParams, client_update, gradient, param_delta
-from leakjax.observation import Observation
+from leakjax.fl.observation import Observation
 from leakjax.types import ConfigError
 
 SHAPE = (32, 32, 3)

@@ -590,7 +590,7 @@ def test_one_defended_client_in_the_simulator_the_observation_and_the_attack(mlp
     at the truth agree (one batch per epoch, so the client's shuffle only reorders a sum).
     quantize is left out: the attacker simulates its expectation, not its draw."""
     from leakjax.attacks.simulation import simulated_update
-    from leakjax.observation import fedavg_observation
+    from leakjax.fl.observation import fedavg_observation
 
     pipe = defenses.bind(spec)
     sa = pipe.secure_agg_clients

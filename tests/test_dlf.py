@@ -10,7 +10,7 @@ from leakjax import attacks, config, data, metrics, models
 from leakjax.attacks import dlf
 from leakjax.fl import ClientHParams
 from leakjax.fl.client import batch_schedule
-from leakjax.observation import fedavg_observation, gradient_observation, stack
+from leakjax.fl.observation import fedavg_observation, gradient_observation, stack
 from leakjax.types import ConfigError
 
 SHAPE = (8, 8, 1)

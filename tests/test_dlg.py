@@ -10,7 +10,7 @@ from leakjax import attacks, data, metrics, models
 from leakjax.attacks import dlg, idlg
 from leakjax.config import base_config
 from leakjax.fl import ClientHParams
-from leakjax.observation import fedavg_observation, gradient_observation, stack
+from leakjax.fl.observation import fedavg_observation, gradient_observation, stack
 from leakjax.types import ConfigError
 
 

@@ -13,8 +13,8 @@ from flax import serialization
 from leakjax import attacks, config, data, metrics, models
 from leakjax.attacks import ggl
 from leakjax.fl import ClientHParams
+from leakjax.fl.observation import fedavg_observation, gradient_observation, stack
 from leakjax.models import generators
-from leakjax.observation import fedavg_observation, gradient_observation, stack
 from leakjax.types import ConfigError
 
 SHAPE = (8, 8, 1)

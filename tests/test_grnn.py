@@ -8,8 +8,8 @@ import pytest
 from leakjax import attacks, config, models
 from leakjax.attacks import grnn
 from leakjax.fl import ClientHParams
+from leakjax.fl.observation import fedavg_observation, gradient_observation, stack
 from leakjax.models import generators
-from leakjax.observation import fedavg_observation, gradient_observation, stack
 from leakjax.types import ConfigError
 
 

@@ -25,15 +25,10 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = "leakjax"
 
-# Imports (importer, module as written) that still close a cycle fl <-> defenses and
-# fl <-> observation; the client-object change (issue 26, points 1-2) removes them. Nothing
-# else may be added here.
-ALLOWED = {
-    ("leakjax.defenses.dp_sgd", "leakjax.fl.client"),  # removed by the client-object change
-    ("leakjax.defenses", "leakjax.fl.client"),  # removed by the client-object change
-    ("leakjax.observation", "leakjax.fl.client"),  # removed by the client-object change
-    ("leakjax.observation", "leakjax.defenses.base"),  # removed by the client-object change
-}
+# Imports (importer, module as written) allowed to close a cycle or to sit inside a function:
+# none (the client-object change of issue 26 removed the fl <-> defenses and fl <->
+# observation cycles). Nothing may be added here.
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def module_files(

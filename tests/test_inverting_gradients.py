@@ -8,7 +8,7 @@ import pytest
 from leakjax import attacks, data, metrics, models
 from leakjax.attacks import inverting_gradients as ig
 from leakjax.fl import ClientHParams
-from leakjax.observation import fedavg_observation, gradient_observation, stack
+from leakjax.fl.observation import fedavg_observation, gradient_observation, stack
 from leakjax.types import ConfigError
 
 SHAPE = (8, 8, 1)

@@ -11,8 +11,8 @@ import pytest
 
 from leakjax import data, labels, metrics, models
 from leakjax.fl import ClientHParams, client_update, gradient, param_delta
+from leakjax.fl.observation import Observation, fedavg_observation, gradient_observation, to_host
 from leakjax.labels import counts as counts_lib
-from leakjax.observation import Observation, fedavg_observation, gradient_observation, to_host
 from leakjax.types import ConfigError
 
 # small input shapes where the model allows them; resnet18 / vgg16 once each at 32x32x3

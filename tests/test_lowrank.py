@@ -12,7 +12,7 @@ from leakjax import settings as settings_lib
 from leakjax.attacks import losses, lowrank
 from leakjax.config import base_config
 from leakjax.fl.client import gradient
-from leakjax.observation import gradient_observation
+from leakjax.fl.observation import gradient_observation
 
 BOX = (jnp.full(3, -1.0), jnp.full(3, 1.0))
 

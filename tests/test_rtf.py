@@ -13,8 +13,8 @@ from leakjax import attacks, data, metrics, models
 from leakjax.attacks import rtf
 from leakjax.config import base_config, validate
 from leakjax.fl import ClientHParams, client_update, gradient, param_delta
+from leakjax.fl.observation import Observation
 from leakjax.models import imprint
-from leakjax.observation import Observation
 from leakjax.types import ConfigError
 
 SHAPE = (32, 32, 3)

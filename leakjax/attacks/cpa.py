@@ -294,7 +294,7 @@ def make(obs, model, cfg: CPAConfig = CPAConfig(), *, steps: int, box, labels=No
     """CPA on a layer whose input is the image (fc2's "fc1").
 
     Args:
-      obs: `leakjax.observation.Observation` ('gradient' or 'fedavg').
+      obs: `leakjax.fl.observation.Observation` ('gradient' or 'fedavg').
       model: the attacked `leakjax.models.Model`.
       cfg: CPAConfig.
       steps: unmixing steps (informational; `attacks.run` decides).
@@ -348,7 +348,7 @@ def make_fi(obs, model, cfg: CPAConfig = FI_DEFAULTS, *, steps: int, box, labels
     """CPA-FI: CPA on the embeddings entering ``cfg.layer``, then feature inversion.
 
     Args:
-      obs: `leakjax.observation.Observation` ('gradient' or 'fedavg').
+      obs: `leakjax.fl.observation.Observation` ('gradient' or 'fedavg').
       model: the attacked `leakjax.models.Model` (vgg16 with ``head='cpa'`` in the paper).
       cfg: CPAConfig (``cpa_steps`` unmixing steps in ``init``; ``fi``, ``fi_lr``, ``tv`` for
         the inversion).

@@ -269,7 +269,7 @@ def make(obs, model, cfg: DLFConfig, *, steps: int, box, labels=None) -> Attack:
     """DLF against one FedAvg observation.
 
     Args:
-      obs: `leakjax.observation.Observation` in 'fedavg' mode.
+      obs: `leakjax.fl.observation.Observation` in 'fedavg' mode.
       model: `leakjax.models.Model` the client trains.
       cfg: DLFConfig.
       steps: number of optimization steps (sets the curriculum).

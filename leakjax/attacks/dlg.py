@@ -176,7 +176,7 @@ def make(
     """DLG against one observation.
 
     Args:
-      obs: `leakjax.observation.Observation` ('gradient' or 'fedavg' mode).
+      obs: `leakjax.fl.observation.Observation` ('gradient' or 'fedavg' mode).
       model: `leakjax.models.Model` the client trains.
       cfg: DLGConfig.
       steps: number of L-BFGS iterations (unused by the optimizer; kept for the interface).

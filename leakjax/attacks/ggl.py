@@ -256,7 +256,7 @@ def make(obs, model, cfg: GGLConfig, *, steps: int, box, labels=None) -> Attack:
     """GGL against one observation.
 
     Args:
-      obs: `leakjax.observation.Observation` ('gradient' or 'fedavg' mode).
+      obs: `leakjax.fl.observation.Observation` ('gradient' or 'fedavg' mode).
       model: `leakjax.models.Model` the client trains.
       cfg: GGLConfig.
       steps: generations (unused: no schedule; kept for the interface).

@@ -127,7 +127,7 @@ def make(obs, model, cfg: GRNNConfig, *, steps: int, box, labels=None) -> Attack
     """GRNN against one observation.
 
     Args:
-      obs: `leakjax.observation.Observation` ('gradient' or 'fedavg' mode).
+      obs: `leakjax.fl.observation.Observation` ('gradient' or 'fedavg' mode).
       model: `leakjax.models.Model` the client trains.
       cfg: GRNNConfig.
       steps: number of optimization steps (unused: no schedule; kept for the interface).

@@ -115,7 +115,7 @@ def make(
     """Inverting Gradients against one observation.
 
     Args:
-      obs: `leakjax.observation.Observation` ('gradient' or 'fedavg' mode).
+      obs: `leakjax.fl.observation.Observation` ('gradient' or 'fedavg' mode).
       model: `leakjax.models.Model` the client trains.
       cfg: IGConfig.
       steps: number of optimization steps (sets the lr milestones).

@@ -170,7 +170,7 @@ def make(obs, model, cfg: RTFConfig = RTFConfig(), *, steps: int = 1, box, label
     """Robbing the Fed against one observation of an imprinted model.
 
     Args:
-      obs: `leakjax.observation.Observation` ('gradient' or 'fedavg').
+      obs: `leakjax.fl.observation.Observation` ('gradient' or 'fedavg').
       model: the imprinted `leakjax.models.Model` (`leakjax.models.imprint.wrap`).
       cfg: RTFConfig.
       steps: unused (the attack is closed form; run it with ``steps=1``).

@@ -22,6 +22,7 @@ from leakjax.defenses.random_prune import RandomPrune
 from leakjax.defenses.secure_agg import SecureAgg
 from leakjax.defenses.sign import Sign
 from leakjax.defenses.soteria import Soteria
+from leakjax.fl.client import batch_gradient
 from leakjax.types import ConfigError
 
 _REGISTRY: dict[str, type[Defense]] = {}
@@ -79,8 +80,6 @@ class Pipeline:
 
     def grad_fn(self):
         """The local steps' `GradFn` with every step-level defense, or None (plain FedAvg)."""
-        from leakjax.fl.client import batch_gradient
-
         steps = self.of("step")
         if not steps:
             return None

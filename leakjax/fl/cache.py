@@ -11,7 +11,7 @@ import numpy as np
 from flax import serialization
 
 from leakjax.fl.client import ClientHParams
-from leakjax.observation import GroundTruth, Observation, to_host
+from leakjax.fl.observation import GroundTruth, Observation, to_host
 
 
 def save(path, variables, history, observations, truths) -> None:

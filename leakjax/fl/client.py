@@ -421,7 +421,7 @@ class Client:
 
     The one place where a defended client's update is computed: the simulator
     (`leakjax.fl.server`), the server's view outside a simulation
-    (`leakjax.observation.fedavg_observation` / `gradient_observation`) and an adaptive
+    (`leakjax.fl.observation.fedavg_observation` / `gradient_observation`) and an adaptive
     attacker's simulation (`leakjax.attacks.simulation`) all call it.
 
     Keys: a client given ``key`` shuffles its data with ``key``, draws its step-level noise

@@ -25,7 +25,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from leakjax import observation as obs_lib  # module import: observation imports fl.client
+from leakjax.fl import observation as obs_lib
 from leakjax.fl.client import Client, ClientHParams, param_delta, with_delta
 from leakjax.progress import Progress
 from leakjax.types import ConfigError, NumericalError

@@ -1,7 +1,9 @@
 """What an attacker sees (Observation) and what it is scored against (GroundTruth).
 
-Kept in its own module so that `leakjax.fl` (which produces observations) and
-`leakjax.attacks` (which consume them) do not import each other.
+The FedAvg server (`leakjax.fl.server`) produces observations; `leakjax.attacks` consume them
+(attacks build on `leakjax.fl`, never the other way round). `gradient_observation` and
+`fedavg_observation` give the server's view of one client outside a simulation, through the
+same `leakjax.fl.Client` as the simulator.
 """
 
 from __future__ import annotations
