@@ -506,7 +506,7 @@ class Client:
 
     def local_delta(self, variables, x, y, mask=None, key=None, *, remat=False, schedule=None):
         """``before - after`` of the local steps alone (step-level defenses, no update-level
-        ones): what secure aggregation sums before the aggregate's hooks."""
+        ones); `delta` applies (or, for an attacker, simulates) the rest."""
         after, _ = self._train(variables, x, y, mask, key, remat=remat, schedule=schedule)
         return param_delta(variables, after)
 
