@@ -81,9 +81,15 @@ def load(spec: str):
     except Exception as e:  # noqa: BLE001 - the file's own error, with its type and message
         call = f"get_config({preset!r})" if preset else "get_config()"
         raise ConfigError(f"config file {path}: {call} raised {cause(e)}") from None
-    if not isinstance(config, ml_collections.ConfigDict):
+    return as_config(config, f"config file {path}: get_config()")
+
+
+def as_config(value, where: str):
+    """``value`` if it is an ``ml_collections.ConfigDict``, else a one-line `ConfigError`
+    saying that ``where`` (e.g. ``config file F: get_config()``) returned something else."""
+    if not isinstance(value, ml_collections.ConfigDict):
         raise ConfigError(
-            f"config file {path}: get_config() returned a {type(config).__name__}, not an "
-            "ml_collections.ConfigDict (start from leakjax.config.base_config())"
+            f"{where} returned a {type(value).__name__}, not an ml_collections.ConfigDict "
+            "(start from leakjax.config.base_config())"
         )
-    return config
+    return value

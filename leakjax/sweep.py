@@ -37,7 +37,6 @@ import sys
 import time
 import traceback
 
-import ml_collections
 import numpy as np
 from absl import app, flags
 
@@ -92,17 +91,10 @@ def load_config(spec: str):
     base, _, variant = spec.partition("#")
     path, _, preset = base.partition(":")
     with _naming(spec):
-        mod = _module(path)
-        if variant:
-            cfg = mod.get_configs(preset)[variant]
-        else:
-            cfg = mod.get_config(preset) if preset else mod.get_config()
-        if not isinstance(cfg, ml_collections.ConfigDict):
-            raise ConfigError(
-                f"get_config returned a {type(cfg).__name__}, not an ml_collections.ConfigDict "
-                "(build it on leakjax.config.base_config())"
-            )
-        return cfg
+        if not variant:  # the CLI's loader: the same checks and messages
+            return config_files.load(base)
+        configs = _module(path).get_configs(preset)
+        return config_files.as_config(configs[variant], f"config file {path}: get_configs()")
 
 
 @contextlib.contextmanager

@@ -79,8 +79,12 @@ NO_CPU_PRESET = GOOD.replace(
 @pytest.mark.parametrize(
     "name, text, want",
     [
-        ("g_broken.py", BROKEN, "g_broken.py:cpu: RuntimeError: this config is broken on purpose"),
-        ("g_preset.py", NO_CPU_PRESET, "g_preset.py:cpu: ValueError: unknown preset 'cpu'"),
+        (
+            "g_broken.py",
+            BROKEN,
+            "get_config('cpu') raised RuntimeError: this config is broken on purpose",
+        ),
+        ("g_preset.py", NO_CPU_PRESET, "get_config('cpu') raised ValueError: unknown preset 'cpu'"),
         ("g_batch.py", BAD_BATCH, "g_batch.py:cpu: fl.batch_size=500 is larger than"),
         ("g_dict.py", "def get_config(preset=''):\n    return {'seed': 0}\n", "returned a dict"),
     ],
