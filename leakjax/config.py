@@ -41,6 +41,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.test_fraction = 0.2
     c.data.min_size = 15
     c.data.max_train = 0  # keep only the first N training images (0: all)
+    c.data.max_test = 0  # evaluate FedAvg's global accuracy on the first N test images (0: all)
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "cnn"
@@ -175,6 +176,7 @@ def validate(config) -> None:
     _num("data.test_fraction", d.test_fraction, low=0, high=1, high_open=True)
     _positive("data.min_size", d.min_size, allow_zero=True, integer=True)
     _positive("data.max_train", d.max_train, allow_zero=True, integer=True)
+    _positive("data.max_test", d.get("max_test", 0), allow_zero=True, integer=True)
     _positive("data.image_size", d.image_size, allow_zero=True, integer=True)
     _choice("model.name", m.name, models.names())
     _choice("model.conv_impl", m.get("conv_impl", "auto"), models.CONV_IMPLS)

@@ -80,6 +80,12 @@ def prepare(config) -> Prepared:
             train_images=ds.train_images[: d.max_train],
             train_labels=ds.train_labels[: d.max_train],
         )
+    if d.get("max_test", 0):
+        ds = dataclasses.replace(
+            ds,
+            test_images=ds.test_images[: d.max_test],
+            test_labels=ds.test_labels[: d.max_test],
+        )
     mean, std = data.normalization(ds.info, d.normalize)
     if f.num_clients > len(ds.train_labels):
         raise ConfigError(

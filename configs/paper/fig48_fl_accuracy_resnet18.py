@@ -10,9 +10,9 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _common import fl_only, shrink  # noqa: E402
+from _common import RESNET18_TINY, fl_only, shrink  # noqa: E402
 
 
 def get_config(preset: str = ""):
     c = fl_only("fig48_fl_accuracy_resnet18", "resnet18")
-    return shrink(c, preset, cpu={"fl.rounds": 8}, tiny={"fl.rounds": 2})
+    return shrink(c, preset, cpu={"fl.rounds": 8}, tiny=RESNET18_TINY)
