@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from leakjax import experiment, report
+from leakjax import config_files, experiment, report
 from leakjax.types import ConfigError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -75,6 +75,8 @@ def test_quickstart_tiny_end_to_end(tmp_path):
         ("--config.attack.mode=magic", "attack.mode"),
         ("--config.attack.labels=psychic", "attack.labels"),
         ("--config.attack.vmap_chunk=-3", "attack.vmap_chunk"),
+        ("--config.data.max_test=-5", "data.max_test"),
+        ("--config.data.max_test=2.5", "data.max_test"),
     ],
 )
 def test_bad_config_one_line_exit_2_nothing_written(tmp_path, override, needle):
@@ -85,6 +87,16 @@ def test_bad_config_one_line_exit_2_nothing_written(tmp_path, override, needle):
     assert len(lines) == 1, out.stderr
     assert needle in lines[0] and "Traceback" not in out.stderr
     assert not wd.exists()
+
+
+def test_max_test_keeps_the_first_test_images_only():
+    c = config_files.load("configs/quickstart.py:tiny")
+    full = experiment.prepare(c).dataset
+    c.data.max_test = 7
+    cut = experiment.prepare(c).dataset
+    assert len(full.test_labels) > 7 and len(cut.test_labels) == 7
+    np.testing.assert_array_equal(cut.test_images, full.test_images[:7])
+    np.testing.assert_array_equal(cut.train_labels, full.train_labels)
 
 
 def test_missing_data_dir_and_nonempty_workdir(tmp_path):

@@ -174,6 +174,8 @@ ONE_BATCH_TINY = (
     "fig38_dlf_fedavg_5epochs",
     "fig40_ggl_fedavg_5epochs",
     "fig47_ggl_untrained_generator",
+    "fig48_fl_accuracy_resnet18",
+    "fig48_fl_accuracy_resnet18_imprint",
 )
 
 

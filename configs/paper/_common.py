@@ -117,13 +117,13 @@ def fl_only(name: str, model: str, *, imprint_bins: int = 0):
     return c
 
 
-# Fig. 48's resnet18 runs as `:tiny` (issue 33: every :tiny under 30 s on 2 cores). One
-# batch-50 training step of resnet18 costs 2.3 s at 16x16 on this CPU and 0.6 s at 8x8
-# (XLA:CPU, measured 2026-12-07), and the model's first (eager) init ~8 s; at the cpu preset's
-# 10 clients x 2 epochs x 16x16 the tiny run took 474 s. So: 5 clients with one local batch of
-# 50 each (62 images per client, 50 of them for training), 1 epoch, 8x8 images (the smallest resnet18 sees a
-# 1x1 map in its last stage), global accuracy on 200 test images (a forward pass of 1,000
-# costs ~5 s), 2 rounds: a line per model still has two points.
+# Fig. 48's resnet18 as `:tiny` (issue 33: every :tiny under 30 s on 2 cores). One batch-50
+# training step of resnet18 costs 2.3 s at 16x16 on this CPU and 0.6 s at 8x8, a forward pass
+# of 500 test images 10 s at 16x16 (XLA:CPU, measured 2026-12-07); at the cpu preset's 10
+# clients x 2 epochs x 16x16 the tiny run took 474 s. So: 5 clients with one local batch of 50
+# each (62 images a client, 50 of them for training), 1 epoch, 8x8 images (resnet18's last
+# stage then sees a 1x1 map), global accuracy on 200 test images, 2 rounds (a line per model
+# still has two points): 25-27 s.
 RESNET18_TINY = {
     "fl.num_clients": 5,
     "fl.local_epochs": 1,
