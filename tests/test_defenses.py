@@ -621,3 +621,63 @@ def test_one_defended_client_in_the_simulator_the_observation_and_the_attack(mlp
         assert (
             max(float(np.abs(a - b).max()) for a, b in zip(_leaves(plain), _leaves(served))) > 1e-4
         )
+
+
+def test_input_stage_defense_trains_on_the_noisy_images_the_attacker_on_the_clean_ones(mlp):
+    """The 'input' insertion point (`input_noise`, the worked example): a real client trains
+    on ``x + noise`` with the noise from ``fold_in(key, 3)`` via the pipeline (the same update as an undefended
+    client handed the noisy images), in FedAvg and FedSGD; an attacker's simulation (no key)
+    and ``noise_std=0`` train on ``x`` itself."""
+    from leakjax.fl import Client, ClientHParams
+
+    x, y = _batch(12)
+    mask = jnp.ones((12,), bool)
+    hp = ClientHParams(lr=0.1, momentum=0.5, weight_decay=0.0, epochs=2, batch_size=4)
+    v = mlp.init(jax.random.key(1))
+    key = jax.random.key(7)
+    pipe = _pipe("input_noise", noise_std=0.5)
+    assert pipe.of("input") and not pipe.acts_on_update
+    # the pipeline hands its i-th input hook split(fold_in(key, 3), hooks)[i]
+    k_noise = jax.random.split(jax.random.fold_in(key, 3), 1)[0]
+    noisy = x + 0.5 * jax.random.normal(k_noise, x.shape)
+    plain, defended = Client(mlp, hp), Client(mlp, hp, pipe)
+    got = defended.delta(v, x, y, mask, key)
+    want = plain.delta(v, noisy, y, mask, key)
+    clean = plain.delta(v, x, y, mask, key)
+    for a, b in zip(_leaves(got), _leaves(want), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(_leaves(got), _leaves(clean))) > 1e-4
+    for a, b in zip(_leaves(defended.delta(v, x, y, mask)), _leaves(plain.delta(v, x, y, mask))):
+        np.testing.assert_array_equal(a, b)  # no key: the attacker's simulation draws nothing
+    off = Client(mlp, hp, _pipe("input_noise", noise_std=0.0)).delta(v, x, y, mask, key)
+    for a, b in zip(_leaves(off), _leaves(clean), strict=True):
+        np.testing.assert_array_equal(a, b)
+    g_def, g_noisy = defended.gradient(v, x, y, key), plain.gradient(v, noisy, y, key)
+    for a, b in zip(_leaves(g_def), _leaves(g_noisy), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_input_stage_defense_reaches_the_simulator(mlp):
+    """`simulate` with ``defense.name=input_noise``: the round's observed update differs from
+    the undefended run's (same keys otherwise) and the attacker's simulation at the clean truth
+    no longer matches it."""
+    from leakjax.attacks.simulation import simulated_update
+
+    train, empty = _clients(n_clients=4, n=24)
+    s = FLSettings(rounds=1, epochs=1, batch_size=24, lr=0.1, momentum=0.0, lr_decay=1.0)
+    runs = {}
+    for name, pipe in (("plain", None), ("noisy", _pipe("input_noise", noise_std=0.5))):
+        sim = simulate(
+            mlp, train, empty, None, None, np.zeros(1), np.ones(1), s, jax.random.key(0),
+            progress=False, defense=pipe, attack_rounds=(0,), attack_clients=1,
+        )  # fmt: skip
+        runs[name] = sim
+    (o_plain,), (o_noisy,) = runs["plain"].observations, runs["noisy"].observations
+    gap = max(
+        float(np.abs(a - b).max()) for a, b in zip(_leaves(o_plain.update), _leaves(o_noisy.update))
+    )
+    assert gap > 1e-3
+    (t,) = runs["noisy"].truths
+    sim_up = simulated_update(mlp, o_noisy, jnp.asarray(t.images), jnp.asarray(t.labels))
+    err = max(float(np.abs(a - b).max()) for a, b in zip(_leaves(sim_up), _leaves(o_noisy.update)))
+    assert err > 1e-4

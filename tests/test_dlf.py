@@ -9,8 +9,8 @@ from scipy.optimize import linear_sum_assignment as scipy_lsa
 from leakjax import attacks, config, data, metrics, models
 from leakjax.attacks import dlf
 from leakjax.fl import ClientHParams
-from leakjax.fl.client import batch_schedule
 from leakjax.fl.observation import fedavg_observation, gradient_observation, stack
+from leakjax.fl.schedule import batch_schedule
 from leakjax.types import ConfigError
 
 SHAPE = (8, 8, 1)

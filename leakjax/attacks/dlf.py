@@ -57,7 +57,8 @@ from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction
 from leakjax.attacks.registry import AttackSpec
 from leakjax.attacks.simulation import SIMULATIONS, simulation_hparams
-from leakjax.fl.client import client_update, copies_schedule, param_delta
+from leakjax.fl.client import client_update, param_delta
+from leakjax.fl.schedule import copies_schedule
 from leakjax.matching import linear_sum_assignment, pairwise_mse
 from leakjax.models.conv import conv2d
 from leakjax.settings import Checked, setting

@@ -55,7 +55,7 @@ from flax import struct
 
 from leakjax.attacks.base import Attack, Reconstruction
 from leakjax.attacks.registry import AttackSpec
-from leakjax.fl.client import local_steps, momentum_weights
+from leakjax.fl.schedule import local_steps, momentum_weights
 from leakjax.models.imprint import imprint_params
 from leakjax.settings import Checked, setting
 from leakjax.types import Array, ConfigError

@@ -15,6 +15,7 @@ from leakjax.defenses.base import STAGES, Defense, RunFacts, UpdateContext
 from leakjax.defenses.clip_update import ClipUpdate
 from leakjax.defenses.dp_fedavg import DPFedAvg
 from leakjax.defenses.dp_sgd import DPSGD
+from leakjax.defenses.input_noise import InputNoise
 from leakjax.defenses.local_noise import LocalNoise
 from leakjax.defenses.prune import Prune
 from leakjax.defenses.quantize import Quantize
@@ -38,6 +39,7 @@ def register(cls: type[Defense]) -> type[Defense]:
 
 
 for _cls in (
+    InputNoise,
     DPSGD,
     LocalNoise,
     ClipUpdate,
@@ -64,7 +66,7 @@ def get(name: str) -> type[Defense]:
 
 @dataclasses.dataclass(frozen=True)
 class Pipeline:
-    """The chain of defenses, in pipeline order (step, update, server, observation)."""
+    """The chain of defenses, in pipeline order (input, step, update, server, observation)."""
 
     defenses: tuple[Defense, ...] = ()
 
@@ -77,6 +79,19 @@ class Pipeline:
 
     def of(self, *stages) -> tuple[Defense, ...]:
         return tuple(d for d in self.defenses if d.stage in stages)
+
+    @property
+    def acts_on_input(self) -> bool:
+        return bool(self.of("input"))
+
+    def on_input(self, x, y, mask, key):
+        """The client's local data through every input-level hook. ``key`` None: no
+        randomness (an attacker's simulation)."""
+        hooks = self.of("input")
+        keys = [None] * len(hooks) if key is None else list(jax.random.split(key, len(hooks)))
+        for d, k in zip(hooks, keys, strict=True):
+            x, y = d.on_input(x, y, mask, k)
+        return x, y
 
     def grad_fn(self):
         """The local steps' `GradFn` with every step-level defense, or None (plain FedAvg)."""

@@ -3,6 +3,8 @@
 A defense is a frozen settings dataclass (its config keys under ``defense.``) with
 ``stage`` saying where it acts and one hook for that stage:
 
+* ``'input'``: on the client's local data before its local training
+  (``on_input(x, y, mask, key) -> (x, y)``; ``x`` normalized NHWC images, ``y`` labels).
 * ``'step'``: inside every local SGD step, on the minibatch gradient
   (``wrap_grad(grad_fn) -> grad_fn``, a `leakjax.fl.client.GradFn`; through `client_step`).
 * ``'update'``: on the client's final update ``delta = before - after``
@@ -27,7 +29,7 @@ import jax.numpy as jnp
 from leakjax.fl.client import UpdateContext
 from leakjax.settings import Checked
 
-STAGES = ("step", "update", "server", "observation")
+STAGES = ("input", "step", "update", "server", "observation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +40,9 @@ class Defense(Checked):
     summary: ClassVar[str] = ""
     #: zeroes coordinates of the update (an adaptive attack ignores them in its loss).
     zeroes: ClassVar[bool] = False
+
+    def on_input(self, x, y, mask, key):
+        return x, y
 
     def wrap_grad(self, grad_fn):
         return grad_fn

@@ -7,19 +7,16 @@ from leakjax.fl.client import (
     ClientState,
     UpdateContext,
     batch_gradient,
-    batch_schedule,
     client_final,
     client_init,
     client_step,
     client_update,
-    copies_schedule,
     cross_entropy,
     gradient,
-    local_steps,
-    momentum_weights,
     param_delta,
     with_delta,
 )
+from leakjax.fl.schedule import batch_schedule, copies_schedule, local_steps, momentum_weights
 from leakjax.fl.server import (
     FLSettings,
     SimResult,

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from leakjax.fl.schedule import batch_schedule
 from leakjax.types import Array, PRNGKey, Variables
 
 # apply(variables, x, train, mask) -> (logits, variables')  (leakjax.models.Model.apply)
@@ -109,58 +110,6 @@ def _sgd(hp: ClientHParams) -> optax.GradientTransformation:
     )
 
 
-def batch_schedule(
-    mask: Array, key: PRNGKey | None, epochs: int, batch_size: int
-) -> tuple[Array, Array]:
-    """Indices and validity masks of every minibatch of the local training.
-
-    Args:
-      mask: [n_max] validity of the rows.
-      key: PRNG key for the per-epoch shuffle, or None for a fixed order
-        (real rows in their stored order, every epoch).
-      epochs, batch_size: static.
-
-    Returns:
-      (idx [epochs * S, batch_size] int32, valid [epochs * S, batch_size] bool) with
-      S = ceil(n_max / batch_size).
-    """
-    n_max = mask.shape[0]
-    steps = math.ceil(n_max / batch_size)
-    pad = steps * batch_size - n_max
-    n = jnp.sum(mask.astype(jnp.int32))
-    invalid = jnp.logical_not(mask.astype(bool))
-
-    def one_epoch(k):
-        if k is None:
-            order = jnp.argsort(invalid, stable=True)
-        else:
-            # real rows first, in a random order; padding rows last.
-            r = jax.random.uniform(k, (n_max,))
-            order = jnp.lexsort((r, invalid))
-        order = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)])
-        valid = jnp.arange(steps * batch_size) < n
-        return order.reshape(steps, batch_size), valid.reshape(steps, batch_size)
-
-    if key is None:
-        idx, valid = one_epoch(None)
-        idx = jnp.tile(idx, (epochs, 1))
-        valid = jnp.tile(valid, (epochs, 1))
-    else:
-        idx, valid = jax.vmap(one_epoch)(jax.random.split(key, epochs))
-        idx = idx.reshape(epochs * steps, batch_size)
-        valid = valid.reshape(epochs * steps, batch_size)
-    return idx.astype(jnp.int32), valid
-
-
-def copies_schedule(epochs: int, n: int, batch_size: int) -> tuple[Array, Array]:
-    """`batch_schedule` of a client whose epoch e trains, in stored order, on its own copy of
-    the data: rows ``e * n .. e * n + n - 1`` of an [epochs * n, ...] array (DLF's dummies)."""
-    idx, valid = batch_schedule(jnp.ones((n,), bool), None, 1, batch_size)
-    offsets = (jnp.arange(epochs, dtype=jnp.int32) * n)[:, None, None]
-    idx = (idx[None] + offsets).reshape((-1, batch_size))
-    return idx, jnp.tile(valid, (epochs, 1))
-
-
 _UNROLLED = threading.local()
 
 
@@ -233,23 +182,6 @@ def batch_gradient(apply: ApplyFn, params, variables, xb, yb, valid, key=None):
         apply, params, variables, xb, yb, valid, True
     )
     return loss, new_v, g
-
-
-def local_steps(num_samples: int, epochs: int, batch_size: int) -> int:
-    """SGD steps of a client with ``num_samples`` rows: ``epochs * ceil(n / batch_size)``."""
-    return int(epochs) * math.ceil(int(num_samples) / int(batch_size))
-
-
-def momentum_weights(steps: int, momentum, xp=jnp):
-    """w [steps]: the weight of step t's direction d_t in ``(theta_0 - theta_T) / lr``.
-
-    With torch momentum (buf = mu * buf + d; theta -= lr * buf),
-    ``theta_0 - theta_T = lr * sum_t w_t d_t`` and ``w_t = sum_{s=0}^{T-1-t} mu^s``.
-    ``xp`` is ``jnp`` (traced momentum) or ``numpy`` (float64 on the host).
-    """
-    dtype = xp.float64 if xp is not jnp else jnp.float32
-    powers = xp.asarray(momentum, dtype) ** xp.arange(steps, dtype=dtype)
-    return xp.cumsum(powers)[::-1]
 
 
 def client_init(variables: Variables, hp: ClientHParams) -> ClientState:
@@ -392,7 +324,10 @@ class UpdateContext:
 class ClientDefense(Protocol):
     """What a client's defense provides (`leakjax.defenses.Pipeline` implements it)."""
 
+    acts_on_input: bool
     acts_on_update: bool
+
+    def on_input(self, x, y, mask, key: PRNGKey | None): ...
 
     def grad_fn(self) -> GradFn | None: ...
 
@@ -425,9 +360,9 @@ class Client:
     attacker's simulation (`leakjax.attacks.simulation`) all call it.
 
     Keys: a client given ``key`` shuffles its data with ``key``, draws its step-level noise
-    (DP-SGD, local noise) from ``fold_in(key, 1)`` and its update-level noise (quantization,
-    random pruning) from ``fold_in(key, 2)``; ``key=None``: fixed order and no noise (an
-    attacker's simulation).
+    (DP-SGD, local noise) from ``fold_in(key, 1)``, its update-level noise (quantization,
+    random pruning) from ``fold_in(key, 2)`` and its input-level noise from
+    ``fold_in(key, 3)``; ``key=None``: fixed order and no noise (an attacker's simulation).
 
     Attributes:
       model: a `leakjax.models.Model`.
@@ -458,9 +393,18 @@ class Client:
             return delta
         return self.defense.on_update(delta, key, ctx)
 
+    def _inputs(self, x, y, mask, key):
+        """The local data the client trains on: its input-level defenses applied (noise only
+        for a real client given a key)."""
+        if not self.defense or not self.defense.acts_on_input:
+            return x, y
+        real = key is not None and self.observed is None
+        return self.defense.on_input(x, y, mask, jax.random.fold_in(key, 3) if real else None)
+
     def _train(self, variables, x, y, mask, key, *, remat=False, schedule=None):
-        """(variables after the local steps, mean loss): step-level defenses included; noise
-        only for a real client given a key (an attacker draws none)."""
+        """(variables after the local steps, mean loss) on the (defended) local data ``x, y``:
+        step-level defenses included; noise only for a real client given a key (an attacker
+        draws none)."""
         grad_fn = self._grad_fn()
         real = key is not None and self.observed is None
         noise_key = jax.random.fold_in(key, 1) if grad_fn is not None and real else None
@@ -496,6 +440,7 @@ class Client:
         Args as `client_update`. Returns the variables (and the mean training loss if
         ``return_loss``). An attacker (``observed`` set) uses `delta`.
         """
+        x, y = self._inputs(x, y, mask, key)
         after, loss = self._train(variables, x, y, mask, key, remat=remat, schedule=schedule)
         if self.defense and self.defense.acts_on_update and self.observed is None:
             delta = param_delta(variables, after)
@@ -507,6 +452,7 @@ class Client:
     def local_delta(self, variables, x, y, mask=None, key=None, *, remat=False, schedule=None):
         """``before - after`` of the local steps alone (step-level defenses, no update-level
         ones); `delta` applies (or, for an attacker, simulates) the rest."""
+        x, y = self._inputs(x, y, mask, key)
         after, _ = self._train(variables, x, y, mask, key, remat=remat, schedule=schedule)
         return param_delta(variables, after)
 
@@ -531,10 +477,12 @@ class Client:
 
     def gradient(self, variables: Variables, x: Array, y: Array, key: PRNGKey | None = None):
         """The gradient the client shares for its batch ``x, y`` (FedSGD), defended: its
-        step-level defenses compute it (noise from ``split(key)[0]``), its update-level ones
-        transform it (``split(key)[1]``)."""
+        input-level defenses transform the batch (``fold_in(key, 3)``), its step-level ones
+        compute the gradient (noise from ``split(key)[0]``), its update-level ones transform it
+        (``split(key)[1]``)."""
         grad_fn = self._grad_fn() or batch_gradient
         valid = jnp.ones((x.shape[0],), bool)
         k_step, k_update = (None, None) if key is None else tuple(jax.random.split(key))
+        x, y = self._inputs(x, y, valid, key)
         _, _, g = grad_fn(self.model.apply, variables["params"], variables, x, y, valid, k_step)
         return self.final(g, k_update, UpdateContext(self.model, variables, x, y, valid))

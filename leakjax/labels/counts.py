@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from leakjax.fl.client import local_steps, momentum_weights
+from leakjax.fl.schedule import local_steps, momentum_weights
 from leakjax.labels.idlg import head_update
 from leakjax.types import ConfigError, NumericalError
 

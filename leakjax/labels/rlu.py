@@ -46,7 +46,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from leakjax.fl.client import batch_schedule, client_init, client_step
+from leakjax.fl.client import client_init, client_step
+from leakjax.fl.schedule import batch_schedule
 from leakjax.labels import counts as C
 
 
