@@ -25,10 +25,10 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from leakjax.fl import observation as obs_lib
+from leakjax.fl import rounds
 from leakjax.fl.client import Client, ClientHParams, param_delta, with_delta
 from leakjax.progress import Progress
-from leakjax.types import ConfigError, NumericalError
+from leakjax.types import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,13 +66,6 @@ class SimResult:
     history: dict  # lists per evaluation point (round 0 = initial model)
     observations: list  # [Observation] at the attacked rounds/clients
     truths: list  # [GroundTruth], aligned with observations
-
-
-def _normalize(x_u8, mean, std):
-    """uint8 images -> normalized float32, materialized once: without the barrier XLA fuses
-    the conversion into every local step's minibatch gather and redoes it (10% of a cnn step
-    on CPU, benchmarks/fl_round.py)."""
-    return jax.lax.optimization_barrier((x_u8.astype(jnp.float32) / 255.0 - mean) / std)
 
 
 def weighted_average(stacked, weights):
@@ -118,7 +111,7 @@ def make_train_round(model, settings: FLSettings, mean, std, mesh=None, defense=
     def one_client(global_vars, x8, y, n, key, lr):
         hp = ClientHParams(lr=lr, momentum=momentum, weight_decay=wd, epochs=epochs, batch_size=bs)
         mask = jnp.arange(x8.shape[0]) < n
-        x = _normalize(x8, mean, std)
+        x = rounds.normalize_images(x8, mean, std)
         return Client(model, hp, defense).update(global_vars, x, y, mask, key, return_loss=True)
 
     def train_round(global_vars, x, y, n, keys, lr, att_idx, server_key=None):
@@ -185,7 +178,7 @@ def make_accuracy(model, mean, std, batch: int = 500):
 
         def one(args):
             xb, yb, vb = args
-            logits, _ = model.apply(variables, _normalize(xb, mean, std), train=False)
+            logits, _ = model.apply(variables, rounds.normalize_images(xb, mean, std), train=False)
             return jnp.sum((jnp.argmax(logits, -1) == yb) & vb)
 
         shape = lambda a: a.reshape((nb, batch) + a.shape[1:])
@@ -206,7 +199,18 @@ def check_secure_agg(defense, selected: int) -> None:
         )
 
 
-def _check(settings: FLSettings, num_clients: int, n: np.ndarray) -> None:
+def _check_inputs(settings: FLSettings, train, m, attack_rounds, attack_clients, override):
+    """`simulate`'s own checks, for direct library use (`leakjax.config.validate` and
+    `leakjax.experiment.prepare` check the same before anything is written)."""
+    num_clients = int(train.n.shape[0])
+    n = np.asarray(train.n)
+    if override is not None:
+        if not 0 <= int(override.client_id) < num_clients:
+            raise ConfigError(
+                f"client_override.client_id={override.client_id} is not a client id "
+                f"(0..{num_clients - 1})"
+            )
+        n = np.delete(n, int(override.client_id))  # its data do not enter the batch check
     if settings.rounds < 1:
         raise ConfigError(f"fl.rounds must be >= 1, got {settings.rounds}")
     if not 0 < settings.client_fraction <= 1:
@@ -222,28 +226,13 @@ def _check(settings: FLSettings, num_clients: int, n: np.ndarray) -> None:
             f"fl.batch_size={settings.batch_size} is larger than the smallest client's "
             f"training data ({int(n.min())} samples)"
         )
-
-
-def _override_round(override, r, variables, honest_mean, n_honest, hp, train, key):
-    """The new global model of a round in which ``override``'s client is selected: its
-    ``update`` (host-side) gives ``(variables_after, weight)`` and the server averages
-    ``(n_h * honest_mean + weight * variables_after) / (n_h + weight)``, ``n_h`` the honest
-    clients' sample total (the old global model when both are 0)."""
-    c = int(override.client_id)
-    x, y, n = train
-    after, weight = override.update(r, variables, hp, x[c], y[c], int(n[c]), key)
-    weight = float(weight)
-    total = float(n_honest) + weight
-    if total <= 0:
-        return variables
-    a, b = float(n_honest) / total, weight / total
-    return jax.tree.map(lambda h, v: a * h + b * jnp.asarray(v, h.dtype), honest_mean, after)
-
-
-def _record(history: dict, stats: dict, point: int) -> None:
-    """Append ``stats`` at evaluation point ``point`` (keys first seen later: None before)."""
-    for k, v in stats.items():
-        history.setdefault(k, [None] * point).append(v)
+    bad_rounds = [r for r in attack_rounds if not 0 <= r < settings.rounds]
+    if bad_rounds:
+        raise ConfigError(f"attack.rounds {bad_rounds} outside [0, fl.rounds={settings.rounds})")
+    if isinstance(attack_clients, int) and attack_clients > m:
+        raise ConfigError(
+            f"attack.clients={attack_clients} exceeds the {m} clients selected per round"
+        )
 
 
 def _make_evaluate(model, mean, std, batch, local_test, test_images, test_labels):
@@ -265,101 +254,6 @@ def _make_evaluate(model, mean, std, batch, local_test, test_images, test_labels
         return out
 
     return evaluate
-
-
-def _attacked_groups(rng, sel, attack_clients, group: int) -> list[list[int]]:
-    """The round's attacked clients among the selected ``sel``: ``attack_clients`` drawn at
-    random (an int), or the listed ids that were selected (None: a round not attacked);
-    under secure aggregation each with ``group - 1`` other selected clients (its aggregate)."""
-    if attack_clients is None:
-        att_ids = np.zeros((0,), int)
-    elif isinstance(attack_clients, int):
-        att_ids = np.sort(rng.choice(sel, size=attack_clients, replace=False))
-    else:
-        att_ids = np.array([c for c in attack_clients if c in set(sel.tolist())], int)
-    groups = [[int(c)] for c in att_ids]
-    if group > 1:
-        for g in groups:
-            others = np.setdiff1d(sel, g)
-            g.extend(int(c) for c in np.sort(rng.choice(others, group - 1, replace=False)))
-    return groups
-
-
-def _train_selected(
-    train_round, variables, data, sel, groups, layout, round_key, hp, mesh, override, num_clients
-):
-    """One round's local training of the selected clients (padded to ``layout = (chunks,
-    chunk)`` with n = 0 clients; a malicious client's slot has n = 0 too, so the honest mean
-    leaves it out). Returns (honest mean variables, attacked client ids, their variables,
-    mean training loss, the honest clients' sample total)."""
-    x_all, y_all, n_all = data
-    m = sel.shape[0]
-    pad = layout[0] * layout[1] - m
-    sel_p = np.concatenate([sel, np.zeros(pad, sel.dtype)])
-    n_sel = np.concatenate([n_all[sel], np.zeros(pad, n_all.dtype)])
-    if override is not None and int(override.client_id) in sel:
-        n_sel[np.searchsorted(sel, int(override.client_id))] = 0
-    members = np.unique(np.array([c for g in groups for c in g], int))
-    att_pos = np.searchsorted(sel, members).astype(np.int32)
-    keys = jax.vmap(lambda c: jax.random.fold_in(round_key, c))(jnp.asarray(sel_p))
-
-    def shape(a):
-        return a.reshape(layout + a.shape[1:])
-
-    xs, ys, ns, ks = shape(x_all[sel_p]), shape(y_all[sel_p]), shape(n_sel), shape(keys)
-    if mesh is not None:
-        spec = NamedSharding(mesh, P(None, "clients"))
-        xs, ys, ns, ks = (jax.device_put(a, spec) for a in (xs, ys, ns, ks))
-    server_key = jax.random.fold_in(round_key, num_clients)  # client keys use ids < N
-    new_vars, att_vars, loss = train_round(
-        variables, xs, ys, ns, ks, jnp.float32(hp.lr), jnp.asarray(att_pos), server_key
-    )
-    return new_vars, members, att_vars, float(loss), int(n_sel.sum())
-
-
-def _observe(variables, members, att_vars, groups, data, hp, r, defense, mean, std):
-    """The server's observations and the truths of the round's attacked groups: a client's
-    update, or under secure aggregation its group's sample-weighted mean update."""
-    x_all, y_all, n_all = data
-    before = obs_lib.to_host(variables)
-    after_of = {
-        int(c): obs_lib.to_host(jax.tree.map(lambda a, j=j: a[j], att_vars))
-        for j, c in enumerate(members)
-    }
-    observations, truths = [], []
-    for g in groups:
-        w = np.array([n_all[c] for c in g], np.float64)
-        w = w / w.sum()
-        after = after_of[g[0]]
-        if len(g) > 1:
-            after = jax.tree.map(
-                lambda *vs: np.tensordot(w, np.stack(vs), 1).astype(vs[0].dtype),
-                *[after_of[c] for c in g],
-            )
-        observations.append(
-            obs_lib.Observation(
-                variables=before,
-                update=obs_lib.to_host(param_delta(before, after)),
-                variables_after=after,
-                hp=hp,
-                mode="fedavg",
-                num_samples=int(sum(n_all[c] for c in g)),
-                round=r,
-                client_id=int(g[0]),
-                defense=defense or None,
-                group_sizes=tuple(int(n_all[c]) for c in g) if len(g) > 1 else (),
-            )
-        )
-        truths.append(
-            obs_lib.GroundTruth(
-                images=np.concatenate(
-                    [np.asarray(_normalize(x_all[c, : n_all[c]], mean, std)) for c in g]
-                ),
-                labels=np.concatenate([np.asarray(y_all[c, : n_all[c]]) for c in g]),
-                owners=None if len(g) == 1 else np.repeat(g, [int(n_all[c]) for c in g]),
-            )
-        )
-    return observations, truths
 
 
 def simulate(
@@ -422,83 +316,53 @@ def simulate(
       SimResult.
     """
     num_clients = int(train.n.shape[0])
-    n_checked = np.asarray(train.n)
-    if client_override is not None:
-        if not 0 <= int(client_override.client_id) < num_clients:
-            raise ConfigError(
-                f"client_override.client_id={client_override.client_id} is not a client id "
-                f"(0..{num_clients - 1})"
-            )
-        n_checked = np.delete(n_checked, int(client_override.client_id))
-    _check(settings, num_clients, n_checked)
-    bad_rounds = [r for r in attack_rounds if not 0 <= r < settings.rounds]
-    if bad_rounds:
-        raise ConfigError(f"attack.rounds {bad_rounds} outside [0, fl.rounds={settings.rounds})")
     m = settings.num_selected(num_clients)
-    if isinstance(attack_clients, int) and attack_clients > m:
-        raise ConfigError(
-            f"attack.clients={attack_clients} exceeds the {m} clients selected per round"
-        )
-
+    _check_inputs(settings, train, m, attack_rounds, attack_clients, client_override)
+    check_secure_agg(defense, m)
     init_key, run_key = jax.random.split(key)
     if variables is None:
         variables = model.init(init_key)
     rng = np.random.default_rng(seed)
-
     ndev = 1 if mesh is None else mesh.devices.size
-    chunk = resolve_client_chunk(settings.client_chunk, m)
-    chunk = math.ceil(chunk / ndev) * ndev
-    num_chunks = math.ceil(m / chunk)
-    train_round = make_train_round(model, settings, mean, std, mesh=mesh, defense=defense)
-    check_secure_agg(defense, m)
-    group = defense.secure_agg_clients if defense else 1
+    chunk = math.ceil(resolve_client_chunk(settings.client_chunk, m) / ndev) * ndev
+    fed = rounds.Federation(
+        train_round=make_train_round(model, settings, mean, std, mesh=mesh, defense=defense),
+        data=(np.asarray(train.x), np.asarray(train.y), np.asarray(train.n)),
+        selected=m,
+        layout=(math.ceil(m / chunk), chunk),
+        group=defense.secure_agg_clients if defense else 1,
+        attack_rounds=frozenset(int(r) for r in attack_rounds),
+        attack_clients=attack_clients,
+        mean=mean,
+        std=std,
+        mesh=mesh,
+        defense=defense,
+        override=client_override,
+    )
     evaluate = _make_evaluate(
         model, mean, std, settings.eval_batch, local_test, test_images, test_labels
     )
-    data = (np.asarray(train.x), np.asarray(train.y), np.asarray(train.n))
-
     history = {"round": [0], "lr": [None], "train_loss": [None], "selected": [[]]}
-    for k, val in evaluate(variables).items():
-        history.setdefault(k, []).append(val)
+    rounds.record(history, evaluate(variables), 0)
     if client_override is not None:
-        _record(history, client_override.after_round(0, variables, variables), 0)
+        rounds.record(history, client_override.after_round(0, variables, variables), 0)
     observations, truths = [], []
     prog = Progress("fedavg", settings.rounds, unit="round", enabled=progress)
     prog.note(
         f"{num_clients} clients, {m} per round in chunks of {chunk}; compiling "
         "(the first round includes it)"
     )
-    attack_set = set(int(r) for r in attack_rounds)
     for r in range(settings.rounds):
-        sel = np.sort(rng.choice(num_clients, size=m, replace=False))
-        groups = _attacked_groups(rng, sel, attack_clients if r in attack_set else None, group)
-        round_key = jax.random.fold_in(run_key, r)
         hp = settings.hparams(r)
-        new_vars, members, att_vars, loss, n_honest = _train_selected(
-            train_round, variables, data, sel, groups, (num_chunks, chunk), round_key, hp,
-            mesh, client_override, num_clients,
-        )  # fmt: skip
-        if not np.isfinite(loss):
-            raise NumericalError(
-                f"FedAvg diverged: the mean training loss is {loss} at round {r} (lower fl.lr?)"
-            )
-        obs, tru = _observe(variables, members, att_vars, groups, data, hp, r, defense, mean, std)
-        observations += obs
-        truths += tru
-        if client_override is not None and int(client_override.client_id) in sel:
-            c = int(client_override.client_id)
-            new_vars = _override_round(
-                client_override, r, variables, new_vars, n_honest, hp, data,
-                jax.random.fold_in(round_key, c),
-            )  # fmt: skip
+        out = rounds.run_round(fed, variables, r, hp, rng, jax.random.fold_in(run_key, r))
+        observations += out.observations
+        truths += out.truths
         if client_override is not None:
-            _record(history, client_override.after_round(r + 1, variables, new_vars), r + 1)
-        variables = new_vars
+            point = client_override.after_round(r + 1, variables, out.variables)
+            rounds.record(history, point, r + 1)
+        variables = out.variables
         ev = evaluate(variables)
-        _record(
-            history,
-            {"round": r + 1, "lr": hp.lr, "train_loss": loss, "selected": sel.tolist(), **ev},
-            r + 1,
-        )
-        prog.update(r + 1, loss=loss, **{k: float(v) for k, v in ev.items()})
+        stats = {"round": r + 1, "lr": hp.lr, "train_loss": out.loss}
+        rounds.record(history, {**stats, "selected": out.selected.tolist(), **ev}, r + 1)
+        prog.update(r + 1, loss=out.loss, **{k: float(v) for k, v in ev.items()})
     return SimResult(variables=variables, history=history, observations=observations, truths=truths)
