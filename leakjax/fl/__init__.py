@@ -20,6 +20,7 @@ from leakjax.fl.client import (
     param_delta,
     with_delta,
 )
+from leakjax.fl.override import ClientOverride
 from leakjax.fl.server import (
     FLSettings,
     SimResult,
@@ -33,6 +34,7 @@ __all__ = [
     "Client",
     "ClientDefense",
     "ClientHParams",
+    "ClientOverride",
     "ClientState",
     "FLSettings",
     "SimResult",

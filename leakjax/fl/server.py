@@ -27,6 +27,7 @@ from jax.sharding import PartitionSpec as P
 
 from leakjax.fl import observation as obs_lib
 from leakjax.fl.client import Client, ClientHParams, param_delta, with_delta
+from leakjax.fl.override import ClientOverride
 from leakjax.progress import Progress
 from leakjax.types import ConfigError, NumericalError
 
@@ -224,7 +225,7 @@ def _check(settings: FLSettings, num_clients: int, n: np.ndarray) -> None:
         )
 
 
-def _override_round(override, r, variables, honest_mean, n_honest, hp, train, key):
+def _override_round(override: ClientOverride, r, variables, honest_mean, n_honest, hp, train, key):
     """The new global model of a round in which ``override``'s client is selected: its
     ``update`` (host-side) gives ``(variables_after, weight)`` and the server averages
     ``(n_h * honest_mean + weight * variables_after) / (n_h + weight)``, ``n_h`` the honest
@@ -380,7 +381,7 @@ def simulate(
     progress: bool = True,
     seed: int = 0,
     defense=None,
-    client_override=None,
+    client_override: ClientOverride | None = None,
 ) -> SimResult:
     """Run FedAvg and collect the server's observations at the attacked rounds.
 
@@ -404,19 +405,8 @@ def simulate(
         FedAvg). Under secure aggregation (K clients per aggregate) the observation of an
         attacked client is the sample-weighted mean update of its group of K (itself and
         K - 1 others of the round, at random) and its truth the union of their images.
-      client_override: a malicious client (a client-side attack, `leakjax.client_attack`), or
-        None. An object with ``client_id: int`` and two methods, called host-side:
-        ``update(round, global_vars, hp, x_u8, y, n, key) -> (variables_after, weight)`` in
-        each round (0-based) that selects ``client_id``, with the round's `ClientHParams`, that
-        client's padded uint8 data, sample count and key (the key it would train with); and
-        ``after_round(point, global_before, global_after) -> dict`` at every evaluation point
-        (0: the initial model, before = after; r + 1: after round r), whose entries are
-        appended to the history under their keys. In a round that selects it, the honest
-        clients train as usual with its sample count set to 0 (its slot is left out of
-        their mean and training loss) and the new global model is ``(n_h * honest_mean +
-        weight * variables_after) / (n_h + weight)``, ``n_h`` the honest sample total. Its
-        data do not enter the batch-size check; observations of it would be of honest
-        training (attack it with ``attack_rounds=()``).
+      client_override: a malicious client (a `leakjax.fl.override.ClientOverride`: the
+        contract is there), or None.
 
     Returns:
       SimResult.
