@@ -48,6 +48,9 @@ class _Spec:
         fields); `bind` builds it from ``config.attack``.
       paper: citation.
       check: ``check(settings, mode)`` for cross-setting checks (one-line ConfigError), or None.
+      example: ``(('model.name', 'fc2'), ...)``: config overrides under which the attack runs
+        on the quickstart's data (its model requirements); the registry contract test
+        (tests/test_attack_contract.py) runs every attack with them.
     """
 
     name: str
@@ -56,6 +59,7 @@ class _Spec:
     settings: type
     paper: str
     check: Callable | None = None
+    example: tuple[tuple[str, object], ...] = ()
 
     # attacks that handle no label mode of their own (AttackSpec: fields)
     label_modes: ClassVar[tuple[str, ...]] = ("auto",)
@@ -125,16 +129,12 @@ class AttackSpec(_Spec):
       kind: 'optimization' or 'analytic'.
       sequential_on_cpu: ``f(settings) -> bool``: `attacks.run`'s auto ``vmap_chunk`` runs
         this attack's restarts one after another on CPU in every mode (not only fedavg).
-      example: ``(('model.name', 'fc2'), ...)``: config overrides under which the attack runs
-        on the quickstart's data (its model requirements); the registry contract test
-        (tests/test_attack_contract.py) runs every attack with them.
     """
 
     label_modes: tuple[str, ...] = ("auto",)
     auto_labels: str | None = None
     kind: str = "optimization"
     sequential_on_cpu: Callable | None = None
-    example: tuple[tuple[str, object], ...] = ()
 
     def build(self, obs, model, acfg, *, box, labels=None):
         return self.make(obs, model, self.bind(acfg), steps=int(acfg.steps), box=box, labels=labels)
