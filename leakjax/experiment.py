@@ -58,7 +58,7 @@ class Prepared:
     local_test: object
     model: object
     settings: FLSettings
-    spec: object
+    spec: attacks.AttackSpec | attacks.ClientAttackSpec | None
     mesh: object
     defense: object = None  # leakjax.defenses.Pipeline (empty: no defense)
 
@@ -454,7 +454,7 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False, 
         print(note, file=sys.stderr)
     if progress is None:
         progress = bool(config.output.progress)
-    if p.spec is not None and p.spec.kind == "client":  # a malicious client (e.g. DMGAN)
+    if isinstance(p.spec, attacks.ClientAttackSpec):  # a malicious client (e.g. DMGAN)
         return client_attack.run(p, workdir, progress=progress, resume=resume)
     a = config.attack
     ckdir = workdir / "checkpoints"

@@ -5,7 +5,7 @@
 (the model's initial weights, a zero update, the smallest client's sample count) and traces
 its ``init`` and ``step`` with `jax.eval_shape` (no arithmetic), so that an attack that cannot
 run on this model, mode or data fails in seconds, not after FedAvg has trained.
-A client-side attack (``kind='client'``, e.g. DMGAN) has no `Attack` to trace: its client
+A client-side attack (a `ClientAttackSpec`, e.g. DMGAN) has no `Attack` to trace: its client
 is built instead (`leakjax.client_attack.build`: its data-dependent checks, no training).
 """
 
@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from leakjax import client_attack, data
+from leakjax.attacks.registry import ClientAttackSpec
 from leakjax.fl.client import ClientHParams
 from leakjax.fl.observation import Observation
 from leakjax.types import ConfigError
@@ -50,7 +51,7 @@ def dry_build(p) -> None:
     """Build and trace the attack on a stand-in observation; a failure is a ConfigError
     naming the attack, model and mode."""
     a = p.config.attack
-    if p.spec.kind == "client":  # no Attack to trace: build the client (its data checks)
+    if isinstance(p.spec, ClientAttackSpec):  # no Attack to trace: build the client (its checks)
         client_attack.build(p)
         return
     n = int(a.batch_size) if str(a.mode) == "gradient" else int(np.min(p.train.n))

@@ -16,7 +16,10 @@ from leakjax.types import ConfigError
 
 # attacks on what the server observes (client-side ones, e.g. DMGAN: tests/test_dmgan.py)
 CASES = [
-    (n, m) for n in attacks.names() if attacks.get(n).kind != "client" for m in attacks.get(n).modes
+    (n, m)
+    for n in attacks.names()
+    if isinstance(attacks.get(n), attacks.AttackSpec)
+    for m in attacks.get(n).modes
 ]
 SAMPLES = 4
 

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from leakjax import attacks, experiment
+from leakjax import attacks, client_attack, experiment
 from leakjax.attacks import dmgan
 from leakjax.fl import FLSettings
 from leakjax.models.generators import DMGANGenerator
@@ -161,6 +161,44 @@ def test_runs_through_experiment_run(tmp_path):
         assert (wd / name).is_file(), name
     cfg = json.loads((wd / "config.json").read_text())
     assert cfg["attack_settings"]["tracked_class"] == 3 and cfg["attack_settings"]["d_width"] == 8
+
+
+def test_the_client_writes_nothing_and_returns_its_arrays(tmp_path, monkeypatch):
+    """Built from explicit inputs, DMGAN's setup / update / after_round / finish write no file
+    (the runner, `client_attack`, writes): the working directory stays empty, and the
+    records hold the round's images and judge labels and the figure's curves as data."""
+    c = _tiny(**{"fl.rounds": 1})
+    p = experiment.prepare(c)
+    spec = attacks.get("dmgan")
+    assert isinstance(spec, attacks.ClientAttackSpec)
+    inputs = client_attack.inputs(p)
+    client = spec.make(inputs, spec.bind(c.attack))
+    empty = tmp_path / "cwd"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    client.setup(jax.random.key(0))
+    v = client.model.init(jax.random.key(1))
+    a, tr = client.client_id, client.train
+    rec0 = client.after_round(0, v, v)
+    after, weight = client.update(
+        0, v, p.settings.hparams(0), tr.x[a], tr.y[a], int(tr.n[a]), jax.random.key(2)
+    )
+    assert weight == int(tr.n[a])
+    rec1 = client.after_round(1, v, after)
+    history = {"round": [0, 1]}
+    for r in (rec0, rec1):
+        for k, val in r.stats.items():
+            history.setdefault(k, []).append(val)
+    result = client.finish(history)
+    assert list(empty.iterdir()) == []
+    for r in (rec0, rec1):
+        assert r.arrays["images"].shape == (8, 16, 16, 1)
+        assert r.arrays["judge_labels"].shape == (8,) and r.grid.shape == (8, 16, 16, 1)
+        assert all(np.ndim(val) == 0 or isinstance(val, list) for val in r.stats.values())
+    assert rec0.stats["attacker_selected"] is False and rec1.stats["attacker_selected"] is True
+    assert result.summary["tracked_fraction"] == history["tracked_fraction"]
+    plot = result.plots["tracked_fraction.png"]
+    assert len(plot.curves) == 4 and all(x == [0, 1] for x, _ in plot.curves.values())
 
 
 @pytest.mark.parametrize(

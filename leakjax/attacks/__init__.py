@@ -13,7 +13,7 @@ from leakjax.attacks import (
     rtf,
 )
 from leakjax.attacks.base import Attack, Reconstruction, RunResult
-from leakjax.attacks.registry import AttackSpec, get, names, register
+from leakjax.attacks.registry import AttackSpec, ClientAttackSpec, get, names, register
 from leakjax.attacks.runner import resolve_vmap_chunk, run
 
 register(inverting_gradients.SPEC)
@@ -30,6 +30,7 @@ register(dmgan.SPEC)
 __all__ = [
     "Attack",
     "AttackSpec",
+    "ClientAttackSpec",
     "Reconstruction",
     "RunResult",
     "dlf",

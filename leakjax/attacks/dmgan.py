@@ -3,7 +3,7 @@ Under the GAN: Information Leakage from Collaborative Deep Learning", CCS 2017,
 https://arxiv.org/abs/1702.07464), as benchmarked by Zhu, Huang, Xie
 (https://arxiv.org/abs/2409.19301).
 
-A client-side attack (``kind='client'``): ``attack.name='dmgan'`` in a config
+A client-side attack (a `ClientAttackSpec`): ``attack.name='dmgan'`` in a config
 (configs/dmgan_mnist.py) and the main CLI / `leakjax.experiment.run`, which hands it to
 `leakjax.client_attack.run`; there it is `leakjax.fl.server.simulate`'s ``client_override``.
 
@@ -52,9 +52,10 @@ import numpy as np
 import optax
 from flax import struct
 
-from leakjax import figures, models, report
+from leakjax import models
 from leakjax.attacks import dmgan_judge
-from leakjax.attacks.registry import AttackSpec
+from leakjax.attacks.client import ClientInputs, ClientResult, RoundRecord
+from leakjax.attacks.registry import ClientAttackSpec
 from leakjax.fl.client import ClientHParams, client_update, cross_entropy
 from leakjax.models.generators import DMGANGenerator
 from leakjax.progress import Progress
@@ -216,19 +217,19 @@ def make_attacker(model, generator, fl, att: DMGANConfig, fake_class, num_fake, 
 LOSSES = ("g_loss_first", "g_loss", "d_loss", "attacker_loss")
 
 
-def _clients(p, att: DMGANConfig):
+def _clients(inp: ClientInputs, att: DMGANConfig):
     """The clients' data with the attacker's row left without the tracked class (unless
     kept), and the attacker's fake count; one-line ConfigErrors for what cannot run."""
-    info, c, tr = p.dataset.info, p.config, p.train
-    h, w, _ = info.image_shape
+    tr = inp.train
+    h, w, _ = inp.image_shape
     if h % 4 or w % 4:
         raise ConfigError(
             f"data.image_size: DMGAN's generator needs H and W divisible by 4, got {h}x{w}"
         )
-    if att.tracked_class >= info.num_classes:
+    if att.tracked_class >= inp.num_classes:
         raise ConfigError(
-            f"attack.tracked_class={att.tracked_class} must be < {info.num_classes} "
-            f"({c.data.name} classes)"
+            f"attack.tracked_class={att.tracked_class} must be < {inp.num_classes} "
+            f"({inp.dataset} classes)"
         )
     k, a = len(tr.n), att.attacker
     if k < 2 or a >= k:
@@ -245,54 +246,56 @@ def _clients(p, att: DMGANConfig):
     num_fake = att.num_fake or int(n[a])
     if num_fake == 0:
         raise ConfigError("attack.num_fake: the attacker holds no real sample; set it > 0")
-    if n[a] + num_fake < p.settings.batch_size:
+    if n[a] + num_fake < inp.fl.batch_size:
         raise ConfigError(
             f"attack.num_fake={num_fake}: the attacker's {n[a]} real + fake samples are fewer "
-            f"than fl.batch_size={p.settings.batch_size}"
+            f"than fl.batch_size={inp.fl.batch_size}"
         )
-    if len(p.dataset.test_labels) < 10:
+    if len(inp.test_labels) < 10:
         raise ConfigError(
-            f"data.name={c.data.name!r}: its test split is too small to train the judge"
+            f"data.name={inp.dataset!r}: its test split is too small to train the judge"
         )
     return dataclasses.replace(tr, x=x, y=y, n=n), num_fake
 
 
 class DMGAN:
-    """The malicious client (`simulate`'s ``client_override``; `leakjax.client_attack`).
+    """The malicious client (a `leakjax.attacks.client.ClientAttack`, run by
+    `leakjax.client_attack`); it writes nothing.
 
-    ``DMGAN(p, att)`` (``p``: `leakjax.experiment.Prepared`) checks the data-dependent
-    settings (one-line ConfigErrors) and builds the federation's model (``model``) and the
-    clients' data (``train``): cheap, no training. ``setup(key, workdir)`` trains the judge
-    and initializes the generator; then `simulate` calls ``update`` and ``after_round``
-    (which, with a workdir, saves the round's images and ``dmgan.json``)."""
+    ``DMGAN(inputs, att)`` checks the data-dependent settings (one-line ConfigErrors) and
+    builds the federation's model (``model``) and the clients' data (``train``): cheap, no
+    training. ``setup(key)`` trains the judge and initializes the generator; then ``update``
+    and ``after_round`` (the round's numbers, generated images and judge labels) per round,
+    and ``finish(history)``."""
 
-    def __init__(self, p, att: DMGANConfig):
-        info, impl = p.dataset.info, p.config.model.conv_impl
-        self.p, self.att, self.client_id, self.fake_class = p, att, att.attacker, info.num_classes
-        self.train, self.num_fake = _clients(p, att)
-        shape = tuple(info.image_shape)
+    def __init__(self, inputs: ClientInputs, att: DMGANConfig):
+        impl, shape = inputs.conv_impl, tuple(inputs.image_shape)
+        self.inputs, self.att, self.client_id = inputs, att, att.attacker
+        self.fake_class = inputs.num_classes
+        self.train, self.num_fake = _clients(inputs, att)
         self.model = federation_model(
-            p.config.model.name, info.num_classes, shape, conv_impl=impl, d_width=att.d_width
+            inputs.model_name, inputs.num_classes, shape, conv_impl=impl, d_width=att.d_width
         )
         self.generator = DMGANGenerator(shape, width=att.g_width, impl=impl)
-        self.eval_model = models.get(att.eval_model, info.num_classes, shape, conv_impl=impl)
+        self.eval_model = models.get(att.eval_model, inputs.num_classes, shape, conv_impl=impl)
+        self.title = f"DMGAN on {inputs.dataset}: class {att.tracked_class}"
 
-    def setup(self, key, workdir=None, *, progress: bool = False) -> None:
-        p, att, m, gen = self.p, self.att, self.model, self.generator
+    def setup(self, key, *, progress: bool = False) -> None:
+        inp, att, m, gen = self.inputs, self.att, self.model, self.generator
         k_eval, k_gen, k_z = jax.random.split(key, 3)
-        ex, ey = p.dataset.test_images, p.dataset.test_labels
+        ex, ey = inp.test_images, inp.test_labels
         ex, ey = (ex[: att.eval_max], ey[: att.eval_max]) if att.eval_max else (ex, ey)
         self.judge, self.judge_accuracy = dmgan_judge.fit(
-            self.eval_model, ex, ey, p.mean, p.std, k_eval,
+            self.eval_model, ex, ey, inp.mean, inp.std, k_eval,
             steps=att.eval_steps, batch=att.eval_batch, lr=att.eval_lr,
         )  # fmt: skip
         if progress:
             print(f"[dmgan] judge {att.eval_model}: held-out accuracy {self.judge_accuracy:.4f}")
-        mean, std = jnp.asarray(p.mean, jnp.float32), jnp.asarray(p.std, jnp.float32)
+        mean, std = jnp.asarray(inp.mean, jnp.float32), jnp.asarray(inp.std, jnp.float32)
         self.gen = init_generator(gen, att, k_gen)
         self.fixed_z = jax.random.normal(k_z, (att.num_images, att.noise_dim), jnp.float32)
         self.attacker = make_attacker(
-            m, gen, p.settings, att, self.fake_class, self.num_fake, mean, std
+            m, gen, inp.fl, att, self.fake_class, self.num_fake, mean, std
         )
 
         @jax.jit
@@ -304,8 +307,8 @@ class DMGAN:
             )  # fmt: skip
             return x, pred, stats
 
-        self._score, self.workdir, self.history, self._losses = score, workdir, {}, None
-        self._prog = Progress("dmgan", p.settings.rounds, unit="round", enabled=progress)
+        self._score, self._losses = score, None
+        self._prog = Progress("dmgan", inp.fl.rounds, unit="round", enabled=progress)
 
     def update(self, round, global_vars, hp, x_u8, y, n, key):  # noqa: A002 - protocol name
         after, self.gen, losses = self.attacker(
@@ -314,7 +317,9 @@ class DMGAN:
         self._losses = dmgan_judge.to_host(losses)
         return after, self.att.attacker_weight * n
 
-    def after_round(self, point, global_before, global_after) -> dict:
+    def after_round(self, point, global_before, global_after) -> RoundRecord:
+        """The round's numbers (``stats``), its generated images and their judge labels
+        (``arrays``; the first 64 images as the grid)."""
         x, pred, stats = self._score(
             self.gen, self.judge, self.fixed_z, global_before, global_after
         )
@@ -325,42 +330,33 @@ class DMGAN:
         if bad or not np.all(np.isfinite(x)):
             what = ", ".join(bad) or "generated images"
             raise NumericalError(f"dmgan: non-finite {what} at round {point}")
-        if self.workdir is not None:
-            path = self.workdir / "rounds" / f"round_{point:03d}"
-            report.save_npz(path.with_suffix(".npz"), images=x, judge_labels=np.int32(pred))
-            title = f"DMGAN on {self.p.config.data.name}: class {self.att.tracked_class}"
-            figures.save_image_grid(
-                path.with_suffix(".png"), x[:64], title=f"{title}, round {point}"
-            )
-            for k, v in {"round": point, **stats}.items():
-                self.history.setdefault(k, []).append(v)
-            report.write_json(self.workdir / "dmgan.json", self.history)
         if point:
             keys = ("tracked_fraction", "knn_tracked_fraction", "fooled_fraction", "g_loss")
             self._prog.update(point, **{k: stats[k] for k in keys if stats[k] is not None})
-        return stats
+        arrays = {"images": x, "judge_labels": np.int32(pred)}
+        return RoundRecord(stats, arrays, x[:64], f"{self.title}, round {point}")
 
-    def finish(self, workdir, history) -> dict:
-        """Draw ``tracked_fraction.png``; returns the summary's DMGAN entries."""
+    def finish(self, history) -> ClientResult:
+        """The summary's DMGAN entries and ``tracked_fraction.png``'s curves."""
         att, n = self.att, int(self.train.n[self.client_id])
-        title = f"DMGAN on {self.p.config.data.name}: class {att.tracked_class}"
-        return {
+        summary = {
             "tracked_class": att.tracked_class,
             "attacker": self.client_id,
             "attacker_samples": n,
             "num_fake": self.num_fake,
             "judge": att.eval_model,
             "judge_accuracy": self.judge_accuracy,
-            **dmgan_judge.summarize(workdir, history, att.tracked_class, att.eval_model, title),
+            **dmgan_judge.summarize(history),
         }
+        plot = dmgan_judge.curves(history, att.tracked_class, att.eval_model, self.title)
+        return ClientResult(summary, {"tracked_fraction.png": plot})
 
 
-SPEC = AttackSpec(
+SPEC = ClientAttackSpec(
     name="dmgan",
     modes=("fedavg",),
     make=DMGAN,
     settings=DMGANConfig,
     paper="Hitaj et al. 2017, Deep Models Under the GAN (arXiv 1702.07464)",
     check=_check,
-    kind="client",
 )

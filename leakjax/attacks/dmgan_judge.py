@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from leakjax import figures
+from leakjax.attacks.client import CurvePlot
 from leakjax.fl.client import cross_entropy
 from leakjax.fl.server import make_accuracy
 from leakjax.types import NumericalError
@@ -116,20 +116,26 @@ def to_host(stats: dict) -> dict:
     return out
 
 
-def summarize(workdir, history: dict, tracked: int, eval_model: str, title: str) -> dict:
-    """Draw ``workdir/tracked_fraction.png`` from the per-round ``history``; returns the
-    summary's tracked-fraction entries (index 0 of a list: the untrained generator)."""
-    r, tf, knn = history["round"], history["tracked_fraction"], history["knn_tracked_fraction"]
-    curves = {
-        f"judge ({eval_model}) says class {tracked}": (r, tf),
-        "nearest held-out image is of that class": (r, knn),
-        "received global model says that class": (r, history["fooled_fraction"]),
-        "new global model says fake": (r, history["caught_fraction"]),
-    }
-    figures.plot_curves(
-        workdir / "tracked_fraction.png", curves, "round", "fraction of generated images",
-        title=title,
-    )  # fmt: skip
+def curves(history: dict, tracked: int, eval_model: str, title: str) -> CurvePlot:
+    """``tracked_fraction.png``'s curves from the per-round ``history``."""
+    r = history["round"]
+    return CurvePlot(
+        {
+            f"judge ({eval_model}) says class {tracked}": (r, history["tracked_fraction"]),
+            "nearest held-out image is of that class": (r, history["knn_tracked_fraction"]),
+            "received global model says that class": (r, history["fooled_fraction"]),
+            "new global model says fake": (r, history["caught_fraction"]),
+        },
+        "round",
+        "fraction of generated images",
+        title,
+    )
+
+
+def summarize(history: dict) -> dict:
+    """The summary's tracked-fraction entries from the per-round ``history`` (index 0 of a
+    list: the untrained generator)."""
+    tf, knn = history["tracked_fraction"], history["knn_tracked_fraction"]
     return {
         "tracked_fraction": tf,
         "final_tracked_fraction": tf[-1],

@@ -1,6 +1,7 @@
 """One registry of attacks by name (configs, CLI and tests look them up here).
 
-An attack module declares one `AttackSpec` and registers it with `@register`-style
+An attack module declares one spec, an `AttackSpec` (a server-side attack) or a
+`ClientAttackSpec` (a malicious client), and registers it with `@register`-style
 ``register(SPEC)`` in `leakjax/attacks/__init__.py`; everything else (binding its settings
 from ``config.attack``, label resolution, mode checks) is generic and lives here.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import ClassVar
 
 from leakjax import labels as labels_lib
 from leakjax import settings as settings_lib
@@ -35,30 +37,17 @@ UPSTREAM_LABELS = ("oracle",)  # plus leakjax.labels.METHODS: run before the att
 
 
 @dataclasses.dataclass(frozen=True)
-class AttackSpec:
-    """How to build and check one attack.
+class _Spec:
+    """What every attack spec has: its name, modes, factory, settings and their binding.
 
     Attributes:
       name: registry name (``attack.name`` in configs).
       modes: observation modes it supports ('gradient', 'fedavg').
-      make: ``make(obs, model, settings, *, steps, box, labels) -> Attack``; ``labels`` are
-        fixed int labels [N] (the truth under ``attack.labels='oracle'``, or a
-        `leakjax.labels` method's output) or None.
+      make: the factory (its signature: the subclass's).
       settings: the frozen dataclass of the attack's settings (`leakjax.settings.setting`
         fields); `bind` builds it from ``config.attack``.
-      label_modes: the attack's own label modes (``attack.labels`` values it handles itself,
-        e.g. 'auto', 'optimize'); every other allowed value is resolved upstream and arrives
-        as 'fixed'. Empty: the attack needs labels from upstream.
-      auto_labels: the upstream method that ``attack.labels='auto'`` means for an attack
-        without label modes of its own (e.g. DLF: 'dimitrov').
-      check: ``check(settings, mode)`` for cross-setting checks (one-line ConfigError), or None.
       paper: citation.
-      kind: 'optimization' or 'analytic' (an `Attack` run by `attacks.run` on what the server
-        observes), or 'client': a malicious client; then ``make(prepared, settings)``
-        returns it (`leakjax.client_attack`: `simulate`'s ``client_override``) and
-        `leakjax.experiment.run` runs it through `leakjax.client_attack.run`.
-      sequential_on_cpu: ``f(settings) -> bool``: `attacks.run`'s auto ``vmap_chunk`` runs
-        this attack's restarts one after another on CPU in every mode (not only fedavg).
+      check: ``check(settings, mode)`` for cross-setting checks (one-line ConfigError), or None.
       example: ``(('model.name', 'fc2'), ...)``: config overrides under which the attack runs
         on the quickstart's data (its model requirements); the registry contract test
         (tests/test_attack_contract.py) runs every attack with them.
@@ -69,12 +58,12 @@ class AttackSpec:
     make: Callable
     settings: type
     paper: str
-    label_modes: tuple[str, ...] = ("auto",)
-    auto_labels: str | None = None
     check: Callable | None = None
-    kind: str = "optimization"
-    sequential_on_cpu: Callable | None = None
     example: tuple[tuple[str, object], ...] = ()
+
+    # attacks that handle no label mode of their own (AttackSpec: fields)
+    label_modes: ClassVar[tuple[str, ...]] = ("auto",)
+    auto_labels: ClassVar[str | None] = None
 
     def allowed_labels(self) -> tuple[str, ...]:
         out = ["auto"] if self.auto_labels else []
@@ -120,6 +109,33 @@ class AttackSpec:
             self.check(cfg, mode)
         return cfg
 
+    def describe(self) -> list[str]:
+        return settings_lib.describe(self.settings, skip=("labels",))
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackSpec(_Spec):
+    """A server-side attack: an `Attack` run by `attacks.run` on what the server observes.
+
+    Attributes (besides `_Spec`'s):
+      make: ``make(obs, model, settings, *, steps, box, labels) -> Attack``; ``labels`` are
+        fixed int labels [N] (the truth under ``attack.labels='oracle'``, or a
+        `leakjax.labels` method's output) or None.
+      label_modes: the attack's own label modes (``attack.labels`` values it handles itself,
+        e.g. 'auto', 'optimize'); every other allowed value is resolved upstream and arrives
+        as 'fixed'. Empty: the attack needs labels from upstream.
+      auto_labels: the upstream method that ``attack.labels='auto'`` means for an attack
+        without label modes of its own (e.g. DLF: 'dimitrov').
+      kind: 'optimization' or 'analytic'.
+      sequential_on_cpu: ``f(settings) -> bool``: `attacks.run`'s auto ``vmap_chunk`` runs
+        this attack's restarts one after another on CPU in every mode (not only fedavg).
+    """
+
+    label_modes: tuple[str, ...] = ("auto",)
+    auto_labels: str | None = None
+    kind: str = "optimization"
+    sequential_on_cpu: Callable | None = None
+
     def build(self, obs, model, acfg, *, box, labels=None):
         return self.make(obs, model, self.bind(acfg), steps=int(acfg.steps), box=box, labels=labels)
 
@@ -127,14 +143,24 @@ class AttackSpec:
         """`sequential_on_cpu` for ``config.attack`` (False when unset)."""
         return bool(self.sequential_on_cpu and self.sequential_on_cpu(self.bind(acfg)))
 
-    def describe(self) -> list[str]:
-        return settings_lib.describe(self.settings, skip=("labels",))
+
+@dataclasses.dataclass(frozen=True)
+class ClientAttackSpec(_Spec):
+    """A client-side attack: a malicious client (`leakjax.attacks.client.ClientAttack`) that
+    `leakjax.experiment.run` hands to `leakjax.client_attack.run`.
+
+    Attributes (besides `_Spec`'s):
+      make: ``make(inputs, settings) -> ClientAttack``, ``inputs`` a
+        `leakjax.attacks.client.ClientInputs`.
+    """
+
+    kind: ClassVar[str] = "client"
 
 
-_REGISTRY: dict[str, AttackSpec] = {}
+_REGISTRY: dict[str, AttackSpec | ClientAttackSpec] = {}
 
 
-def register(spec: AttackSpec) -> AttackSpec:
+def register(spec: AttackSpec | ClientAttackSpec) -> AttackSpec | ClientAttackSpec:
     """Add ``spec``; a second attack of the same name is an error."""
     if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
         raise ValueError(f"an attack named {spec.name!r} is already registered")
@@ -151,7 +177,7 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get(name: str) -> AttackSpec:
+def get(name: str) -> AttackSpec | ClientAttackSpec:
     if name not in _REGISTRY:
         raise ConfigError(f"attack.name={name!r} is not one of {tuple(names())}")
     return _REGISTRY[name]

@@ -16,6 +16,7 @@ from leakjax.fl.client import (
     param_delta,
     with_delta,
 )
+from leakjax.fl.override import ClientOverride
 from leakjax.fl.schedule import batch_schedule, copies_schedule, local_steps, momentum_weights
 from leakjax.fl.server import (
     FLSettings,
@@ -30,6 +31,7 @@ __all__ = [
     "Client",
     "ClientDefense",
     "ClientHParams",
+    "ClientOverride",
     "ClientState",
     "FLSettings",
     "SimResult",

@@ -21,6 +21,7 @@ from jax.sharding import PartitionSpec as P
 
 from leakjax.fl import observation as obs_lib
 from leakjax.fl.client import ClientHParams, param_delta
+from leakjax.fl.override import ClientOverride
 from leakjax.types import NumericalError
 
 
@@ -59,7 +60,7 @@ class Federation:
     std: Any
     mesh: Any = None
     defense: Any = None
-    override: Any = None
+    override: ClientOverride | None = None
 
     @property
     def num_clients(self) -> int:
@@ -197,7 +198,7 @@ def observe(variables, members, att_vars, groups, data, hp, r, defense, mean, st
     return observations, truths
 
 
-def override_round(override, r, variables, honest_mean, n_honest, hp, train, key):
+def override_round(override: ClientOverride, r, variables, honest_mean, n_honest, hp, train, key):
     """The new global model of a round in which ``override``'s client is selected: its
     ``update`` (host-side) gives ``(variables_after, weight)`` and the server averages
     ``(n_h * honest_mean + weight * variables_after) / (n_h + weight)``, ``n_h`` the honest

@@ -27,6 +27,7 @@ from jax.sharding import PartitionSpec as P
 
 from leakjax.fl import rounds
 from leakjax.fl.client import Client, ClientHParams, param_delta, with_delta
+from leakjax.fl.override import ClientOverride
 from leakjax.progress import Progress
 from leakjax.types import ConfigError
 
@@ -256,6 +257,29 @@ def _make_evaluate(model, mean, std, batch, local_test, test_images, test_labels
     return evaluate
 
 
+def _federation(
+    model, train, settings, m, mean, std, mesh, defense, attack_rounds, attack_clients, override
+) -> rounds.Federation:
+    """What `simulate`'s rounds share: the jitted round program, the host data, the layout
+    of a round's ``m`` clients in chunks (a multiple of the devices), the attack plan."""
+    ndev = 1 if mesh is None else mesh.devices.size
+    chunk = math.ceil(resolve_client_chunk(settings.client_chunk, m) / ndev) * ndev
+    return rounds.Federation(
+        train_round=make_train_round(model, settings, mean, std, mesh=mesh, defense=defense),
+        data=(np.asarray(train.x), np.asarray(train.y), np.asarray(train.n)),
+        selected=m,
+        layout=(math.ceil(m / chunk), chunk),
+        group=defense.secure_agg_clients if defense else 1,
+        attack_rounds=frozenset(int(r) for r in attack_rounds),
+        attack_clients=attack_clients,
+        mean=mean,
+        std=std,
+        mesh=mesh,
+        defense=defense,
+        override=override,
+    )
+
+
 def simulate(
     model,
     train,
@@ -274,7 +298,7 @@ def simulate(
     progress: bool = True,
     seed: int = 0,
     defense=None,
-    client_override=None,
+    client_override: ClientOverride | None = None,
 ) -> SimResult:
     """Run FedAvg and collect the server's observations at the attacked rounds.
 
@@ -298,19 +322,8 @@ def simulate(
         FedAvg). Under secure aggregation (K clients per aggregate) the observation of an
         attacked client is the sample-weighted mean update of its group of K (itself and
         K - 1 others of the round, at random) and its truth the union of their images.
-      client_override: a malicious client (a client-side attack, `leakjax.client_attack`), or
-        None. An object with ``client_id: int`` and two methods, called host-side:
-        ``update(round, global_vars, hp, x_u8, y, n, key) -> (variables_after, weight)`` in
-        each round (0-based) that selects ``client_id``, with the round's `ClientHParams`, that
-        client's padded uint8 data, sample count and key (the key it would train with); and
-        ``after_round(point, global_before, global_after) -> dict`` at every evaluation point
-        (0: the initial model, before = after; r + 1: after round r), whose entries are
-        appended to the history under their keys. In a round that selects it, the honest
-        clients train as usual with its sample count set to 0 (its slot is left out of
-        their mean and training loss) and the new global model is ``(n_h * honest_mean +
-        weight * variables_after) / (n_h + weight)``, ``n_h`` the honest sample total. Its
-        data do not enter the batch-size check; observations of it would be of honest
-        training (attack it with ``attack_rounds=()``).
+      client_override: a malicious client (a `leakjax.fl.override.ClientOverride`: the
+        contract is there), or None.
 
     Returns:
       SimResult.
@@ -323,22 +336,10 @@ def simulate(
     if variables is None:
         variables = model.init(init_key)
     rng = np.random.default_rng(seed)
-    ndev = 1 if mesh is None else mesh.devices.size
-    chunk = math.ceil(resolve_client_chunk(settings.client_chunk, m) / ndev) * ndev
-    fed = rounds.Federation(
-        train_round=make_train_round(model, settings, mean, std, mesh=mesh, defense=defense),
-        data=(np.asarray(train.x), np.asarray(train.y), np.asarray(train.n)),
-        selected=m,
-        layout=(math.ceil(m / chunk), chunk),
-        group=defense.secure_agg_clients if defense else 1,
-        attack_rounds=frozenset(int(r) for r in attack_rounds),
-        attack_clients=attack_clients,
-        mean=mean,
-        std=std,
-        mesh=mesh,
-        defense=defense,
-        override=client_override,
-    )
+    fed = _federation(
+        model, train, settings, m, mean, std, mesh, defense, attack_rounds, attack_clients,
+        client_override,
+    )  # fmt: skip
     evaluate = _make_evaluate(
         model, mean, std, settings.eval_batch, local_test, test_images, test_labels
     )
@@ -349,7 +350,7 @@ def simulate(
     observations, truths = [], []
     prog = Progress("fedavg", settings.rounds, unit="round", enabled=progress)
     prog.note(
-        f"{num_clients} clients, {m} per round in chunks of {chunk}; compiling "
+        f"{num_clients} clients, {m} per round in chunks of {fed.layout[1]}; compiling "
         "(the first round includes it)"
     )
     for r in range(settings.rounds):
