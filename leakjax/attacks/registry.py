@@ -1,14 +1,17 @@
 """One registry of attacks by name (configs, CLI and tests look them up here).
 
-An attack module declares one `AttackSpec` and registers it with `@register`-style
-``register(SPEC)`` in `leakjax/attacks/__init__.py`; everything else (binding its settings
-from ``config.attack``, label resolution, mode checks) is generic and lives here.
+An attack module registers itself: ``SPEC = register(AttackSpec(...))`` at its bottom, and
+`leakjax/attacks/__init__.py` imports it (one line in its import block; BUILD_NOTES, "Adding an
+attack"). Everything else (binding its settings from ``config.attack``, label resolution, mode
+checks, what it needs of the config and the model) is generic and lives here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+
+import jax.numpy as jnp
 
 from leakjax import labels as labels_lib
 from leakjax import settings as settings_lib
@@ -32,6 +35,15 @@ RUN_KEYS = (
     "vmap_chunk",
 )
 UPSTREAM_LABELS = ("oracle",)  # plus leakjax.labels.METHODS: run before the attack
+
+
+def _no_requirements(config) -> None:
+    del config
+
+
+def _same_model(model, config):
+    del config
+    return model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +74,12 @@ class AttackSpec:
       example: ``(('model.name', 'fc2'), ...)``: config overrides under which the attack runs
         on the quickstart's data (its model requirements); the registry contract test
         (tests/test_attack_contract.py) runs every attack with them.
+      requires: ``requires(config) -> None``: what the attack needs of the rest of the config
+        (e.g. RTF: ``model.imprint_bins > 0``); raises a one-line ConfigError.
+        `leakjax.config.validate` calls it for the chosen attack.
+      prepare_model: ``prepare_model(model, config) -> model``: the model the federation
+        trains when this attack is chosen (default: the model itself);
+        `leakjax.experiment.prepare` calls it for every attack, client attacks included.
     """
 
     name: str
@@ -75,6 +93,8 @@ class AttackSpec:
     kind: str = "optimization"
     sequential_on_cpu: Callable | None = None
     example: tuple[tuple[str, object], ...] = ()
+    requires: Callable = _no_requirements
+    prepare_model: Callable = _same_model
 
     def allowed_labels(self) -> tuple[str, ...]:
         out = ["auto"] if self.auto_labels else []
@@ -112,13 +132,17 @@ class AttackSpec:
             self.settings, acfg, prefix="attack", skip=RUN_KEYS, owner=self.name, **fixed
         )
         mode = str(acfg.get("mode", self.modes[0]))
+        self.check_mode(mode)
+        if self.check is not None:
+            self.check(cfg, mode)
+        return cfg
+
+    def check_mode(self, mode: str) -> None:
+        """One-line ConfigError when this attack does not support ``attack.mode=mode``."""
         if mode not in self.modes:
             raise ConfigError(
                 f"attack.mode={mode!r} is not supported by {self.name} (supports {self.modes})"
             )
-        if self.check is not None:
-            self.check(cfg, mode)
-        return cfg
 
     def build(self, obs, model, acfg, *, box, labels=None):
         return self.make(obs, model, self.bind(acfg), steps=int(acfg.steps), box=box, labels=labels)
@@ -131,11 +155,39 @@ class AttackSpec:
         return settings_lib.describe(self.settings, skip=("labels",))
 
 
+def resolve_labels(mode: str, labels, *, otherwise: str, num: int | None = None):
+    """An attack's own label mode (its bound ``attack.labels``) and the labels it fixes.
+
+    Args:
+      mode: the bound label mode ('fixed' when resolved upstream, 'auto', or one of the
+        attack's `AttackSpec.label_modes`).
+      labels: the int labels [N] given to the attack's ``make`` (the truth or a
+        `leakjax.labels` method's output), or None.
+      otherwise: what 'auto' means when no labels were given (e.g. 'optimize', 'idlg').
+      num: when given, fixed labels must have shape ``(num,)``.
+
+    Returns:
+      ``(mode, fixed)``: 'auto' becomes 'fixed' when labels were given, else ``otherwise``;
+      ``fixed`` is int32 [N] for 'fixed', else None (the attack finds its labels itself).
+    """
+    if mode == "auto":
+        mode = "fixed" if labels is not None else otherwise
+    if mode != "fixed":
+        return mode, None
+    if labels is None:
+        raise ConfigError("attack.labels: fixed labels requested but none were given")
+    fixed = jnp.asarray(labels, jnp.int32)
+    if num is not None and fixed.shape != (num,):
+        raise ConfigError(f"attack.labels: got {tuple(fixed.shape)} labels for {num} images")
+    return mode, fixed
+
+
 _REGISTRY: dict[str, AttackSpec] = {}
 
 
 def register(spec: AttackSpec) -> AttackSpec:
-    """Add ``spec``; a second attack of the same name is an error."""
+    """Add ``spec`` and return it (``SPEC = register(AttackSpec(...))`` at the bottom of an
+    attack's module); a second attack of the same name is an error."""
     if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
         raise ValueError(f"an attack named {spec.name!r} is already registered")
     if not dataclasses.is_dataclass(spec.settings):
