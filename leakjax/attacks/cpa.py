@@ -116,6 +116,7 @@ def check_config(cfg: CPAConfig, mode: str) -> None:
 
 
 def dense_layer(tree, name: str, what: str):
+    """``tree[name]`` (a Dense's kernel and bias), or a one-line ConfigError naming the layers."""
     if name not in tree or "kernel" not in tree[name] or "bias" not in tree[name]:
         raise ConfigError(
             f"attack.layer={name!r} is not a Dense with a bias in the model's {what} "
@@ -212,6 +213,8 @@ def cpa_loss(u, gw, offset, cfg: CPAConfig, diffs=None) -> Array:
 
 
 def prepare_unmixing(obs, cfg: CPAConfig, num: int, key, image_shape=None) -> CPAState:
+    """The unmixing problem of ``cfg.layer``'s update: whitened rows, identity init (plus
+    ``init_noise``), Adam state; ``image_shape`` enables the TV term (image mode)."""
     lay = dense_layer(obs.update, cfg.layer, "update")
     # The barrier keeps XLA from constant-folding the whitening when the observation is a
     # closed-over host array (a single, unbatched run).
@@ -236,6 +239,7 @@ def prepare_unmixing(obs, cfg: CPAConfig, num: int, key, image_shape=None) -> CP
 
 
 def cpa_step(state: CPAState, cfg: CPAConfig) -> tuple[CPAState, Array]:
+    """One Adam step on the unmixing matrix (rows renormalised); returns the loss."""
     loss, grad = jax.value_and_grad(cpa_loss)(state.u, state.gw, state.offset, cfg, state.diffs)
     upd, opt_state = optax.adam(cfg.lr).update(grad, state.opt_state, state.u)
     u = _rows(optax.apply_updates(state.u, upd))
@@ -250,10 +254,12 @@ def components(state: CPAState) -> tuple[Array, Array]:
 
 
 def sign_of(c: Array) -> Array:
+    """+1 / -1 per component: the sign of its bias-gradient factor (0 counts as +1)."""
     return jnp.where(c < 0, -1.0, 1.0)
 
 
 def num_sources(obs, layer_update, name: str) -> int:
+    """``B``: the observation's sample count, refused when the layer has fewer outputs."""
     num = int(obs.num_samples)
     d_out = int(layer_update["kernel"].shape[-1])
     if num > d_out:
