@@ -212,13 +212,9 @@ def validate(config) -> None:
             raise ConfigError(f"fl.rounds must be >= 1 when attack.name={NO_ATTACK!r}")
         return
     spec = attacks.get(a.name)
-    if a.name == "rtf" and not m.get("imprint_bins", 0):
-        raise ConfigError("attack.name='rtf' needs model.imprint_bins > 0 (RTF's imprint block)")
+    spec.requires(config)  # what the attack needs of the rest of the config (RTF: imprint_bins)
     _choice("attack.mode", a.mode, ATTACK_MODES)
-    if a.mode not in spec.modes:
-        raise ConfigError(
-            f"attack.mode={a.mode!r} is not supported by {a.name} (supports {spec.modes})"
-        )
+    spec.check_mode(a.mode)
     if a.mode == "fedavg" and f.rounds < 1:
         raise ConfigError("fl.rounds must be >= 1 when attack.mode='fedavg'")
     if a.mode == "fedavg":  # gradient mode attacks the final model: attack.rounds unused

@@ -112,12 +112,17 @@ def prepare(config) -> Prepared:
         ds.info.image_shape,
         conv_impl=config.model.conv_impl,
     )
-    if config.model.get("imprint_bins", 0) > 0:  # Robbing the Fed's imprint block (attacks.rtf)
+    # model.imprint_bins is a model setting (FedAvg with the block and no attack: Fig. 48);
+    # attacks.rtf requires it (AttackSpec.requires)
+    if config.model.get("imprint_bins", 0) > 0:
         model = imprint.wrap(
             model,
             bins=int(config.model.imprint_bins),
             distribution=str(config.model.get("imprint_distribution", "laplace")),
         )
+    spec = None if no_attack else attacks.get(a.name)
+    if spec is not None:
+        model = spec.prepare_model(model, config)
     settings = FLSettings(
         rounds=int(f.rounds),
         client_fraction=float(f.client_fraction),
@@ -136,7 +141,6 @@ def prepare(config) -> Prepared:
     pipeline = defenses.bind(config.get("defense"))
     check_secure_agg(pipeline, m)
     mesh = None if int(f.num_devices) == 1 else client_mesh(int(f.num_devices))
-    spec = None if no_attack else attacks.get(a.name)
     prepared = Prepared(
         config, ds, mean, std, train, local_test, model, settings, spec, mesh, pipeline
     )

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from leakjax import attacks, data, metrics, models
-from leakjax.attacks import cpa
+from leakjax.attacks import cpa, cpa_fi
 from leakjax.attacks import losses as L
 from leakjax.config import base_config
 from leakjax.fl import ClientHParams, client_update, gradient, param_delta
@@ -119,7 +119,7 @@ def test_bias_trick_resolves_sign_and_scale():
     v = m.init(jax.random.key(0))
     x = jax.random.normal(jax.random.key(3), (3, 4, 4, 3))
     obs = jax.tree.map(lambda a: a[0], observations(m, v, x[None], jnp.array([[1, 2, 3]])))
-    st = cpa._prepare(obs, cpa.CPAConfig(), 3, jax.random.key(0), (4, 4, 3))
+    st = cpa.prepare_unmixing(obs, cpa.CPAConfig(), 3, jax.random.key(0), (4, 4, 3))
     # the unmixing that inverts the (whitened) mixture exactly: solve for it
     comp0 = st.gw + st.offset  # [B, d_in] = M x_flat with M = wht @ C
     mix = comp0 @ jnp.linalg.pinv(x.reshape(3, -1))
@@ -207,11 +207,11 @@ def test_cpa_fi_small_cnn_trials(cifar):
     v = m.init(jax.random.key(0))
     x, y = draws(ds, mean, std, 3, 2, seed=5)
     x = x[:, :, 8:16, 8:16, :]
-    cfg = dataclasses.replace(cpa.FI_DEFAULTS, cpa_steps=100)
+    cfg = dataclasses.replace(cpa_fi.FI_DEFAULTS, cpa_steps=100)
     for hp in (None, ClientHParams(lr=0.05, epochs=1, batch_size=3)):
         obs = observations(m, v, x, y, hp)
-        many = run(cpa.make_fi, m, obs, box, cfg, 20)
-        one = run(cpa.make_fi, m, jax.tree.map(lambda a: a[:1], obs), box, cfg, 20)
+        many = run(cpa_fi.make, m, obs, box, cfg, 20)
+        one = run(cpa_fi.make, m, jax.tree.map(lambda a: a[:1], obs), box, cfg, 20)
         assert many.reconstruction.images.shape == (2, 3, 8, 8, 3)
         assert np.isfinite(many.reconstruction.images).all() and not many.trial_failed.any()
         # float32 rounding differences of batched eigh grow through 100 unmixing and 20
@@ -230,8 +230,8 @@ def test_cpa_fi_vgg16_finite(cifar):
     v = m.init(jax.random.key(0))
     x, y = draws(ds, mean, std, 2, 1, seed=6)
     obs = observations(m, v, x, y)
-    cfg = dataclasses.replace(cpa.FI_DEFAULTS, cpa_steps=50)
-    res = run(cpa.make_fi, m, obs, box, cfg, 3)
+    cfg = dataclasses.replace(cpa_fi.FI_DEFAULTS, cpa_steps=50)
+    res = run(cpa_fi.make, m, obs, box, cfg, 3)
     assert res.reconstruction.images.shape == (1, 2) + SHAPE
     assert np.isfinite(res.reconstruction.images).all() and not res.trial_failed.any()
     assert np.isfinite(res.losses).all()

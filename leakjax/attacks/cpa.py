@@ -1,4 +1,4 @@
-"""Cocktail Party Attack (CPA) and CPA with feature inversion (CPA-FI).
+"""Cocktail Party Attack (CPA); its unmixing is shared with CPA-FI (`leakjax.attacks.cpa_fi`).
 
 Kariyappa, Guo, Ngo, Mahajan, Sankaranarayanan, "Cocktail Party Attack: Breaking Aggregation-
 Based Privacy in Federated Learning using Independent Component Analysis", ICML 2023,
@@ -30,12 +30,8 @@ the ``B`` inputs, a blind source separation problem ``G = C Z``. CPA
    data set's std, so all channels share one scale) and returns it in normalized units;
    ``output='bias'`` returns ``component / c_k`` clamped to the valid box.
 
-CPA-FI (``cpa_fi``): for a CNN the attacked layer (``vgg16`` with ``head='cpa'``, layer
-``"fc1"``) sees embeddings, not images. ``init`` runs the CPA optimization above for
-``cpa_steps`` steps and takes the sign-resolved embeddings (ReLU-clipped: they are ReLU
-outputs; the reference takes their absolute value instead); ``step`` then inverts them:
-Adam (``fi_lr``) on dummy images ``x`` minimizing ``fi * mean_k (1 - cos(z_k, f(x_k))) + tv *
-TV(x)`` with ``f = model.features(..., layer)``, projected to the valid box every step.
+CPA-FI (``cpa_fi``, `leakjax.attacks.cpa_fi`) runs the same unmixing on the embeddings that
+enter a CNN's Dense layer, then inverts them to images.
 
 Modes: ``gradient`` (one gradient of the batch) and ``fedavg``. For ``fedavg`` the attacked
 layer's rows of ``params_before - params_after`` are used as the mixed signal: the update is
@@ -56,9 +52,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction
-from leakjax.attacks.registry import AttackSpec
+from leakjax.attacks.registry import AttackSpec, register
 from leakjax.settings import Checked, setting
 from leakjax.types import Array, ConfigError
 
@@ -104,20 +99,6 @@ class CPAConfig(Checked):
     cpa_steps: int = setting(25000, low=0)
 
 
-@dataclasses.dataclass(frozen=True)
-class CPAFIConfig(CPAConfig):
-    """CPA + feature inversion: the reference's settings for vgg16 (cpa_attack.py ``cpa_fi``)."""
-
-    decor: float = setting(5.3, low=0)
-    temperature: float = setting(7.7, low=0)
-    tv: float = setting(0.1, low=0)
-    nv: float = setting(0.13, low=0)
-    l1: float = setting(5.0, low=0)
-
-
-FI_DEFAULTS = CPAFIConfig()
-
-
 @struct.dataclass
 class CPAState:
     u: Array  # [B, B] unmixing matrix (rows unit norm)
@@ -128,20 +109,14 @@ class CPAState:
     diffs: tuple | None = None  # image mode: image_diffs of gw + offset (for TV)
 
 
-@struct.dataclass
-class CPAFIState:
-    x: Array  # [B, H, W, C] dummy images (normalized)
-    opt_state: optax.OptState
-    z: Array  # [B, d_in] recovered embeddings (targets)
-
-
 def check_config(cfg: CPAConfig, mode: str) -> None:
     """One-line ConfigErrors the binder cannot find alone."""
     if mode not in ("gradient", "fedavg"):
         raise ConfigError(f"attack.mode={mode!r} not in ('gradient', 'fedavg')")
 
 
-def _layer(tree, name: str, what: str):
+def dense_layer(tree, name: str, what: str):
+    """``tree[name]`` (a Dense's kernel and bias), or a one-line ConfigError naming the layers."""
     if name not in tree or "kernel" not in tree[name] or "bias" not in tree[name]:
         raise ConfigError(
             f"attack.layer={name!r} is not a Dense with a bias in the model's {what} "
@@ -237,8 +212,10 @@ def cpa_loss(u, gw, offset, cfg: CPAConfig, diffs=None) -> Array:
     return loss
 
 
-def _prepare(obs, cfg: CPAConfig, num: int, key, image_shape=None) -> CPAState:
-    lay = _layer(obs.update, cfg.layer, "update")
+def prepare_unmixing(obs, cfg: CPAConfig, num: int, key, image_shape=None) -> CPAState:
+    """The unmixing problem of ``cfg.layer``'s update: whitened rows, identity init (plus
+    ``init_noise``), Adam state; ``image_shape`` enables the TV term (image mode)."""
+    lay = dense_layer(obs.update, cfg.layer, "update")
     # The barrier keeps XLA from constant-folding the whitening when the observation is a
     # closed-over host array (a single, unbatched run).
     g, gb = jax.lax.optimization_barrier(
@@ -261,7 +238,8 @@ def _prepare(obs, cfg: CPAConfig, num: int, key, image_shape=None) -> CPAState:
     )
 
 
-def _cpa_step(state: CPAState, cfg: CPAConfig) -> tuple[CPAState, Array]:
+def cpa_step(state: CPAState, cfg: CPAConfig) -> tuple[CPAState, Array]:
+    """One Adam step on the unmixing matrix (rows renormalised); returns the loss."""
     loss, grad = jax.value_and_grad(cpa_loss)(state.u, state.gw, state.offset, cfg, state.diffs)
     upd, opt_state = optax.adam(cfg.lr).update(grad, state.opt_state, state.u)
     u = _rows(optax.apply_updates(state.u, upd))
@@ -275,11 +253,13 @@ def components(state: CPAState) -> tuple[Array, Array]:
     return un @ (state.gw + state.offset), un @ state.bmix
 
 
-def _sign(c: Array) -> Array:
+def sign_of(c: Array) -> Array:
+    """+1 / -1 per component: the sign of its bias-gradient factor (0 counts as +1)."""
     return jnp.where(c < 0, -1.0, 1.0)
 
 
-def _num_sources(obs, layer_update, name: str) -> int:
+def num_sources(obs, layer_update, name: str) -> int:
+    """``B``: the observation's sample count, refused when the layer has fewer outputs."""
     num = int(obs.num_samples)
     d_out = int(layer_update["kernel"].shape[-1])
     if num > d_out:
@@ -307,7 +287,7 @@ def make(obs, model, cfg: CPAConfig = CPAConfig(), *, steps: int, box, labels=No
     """
     del steps, labels
     check_config(cfg, obs.mode)
-    lay = _layer(obs.update, cfg.layer, "update")
+    lay = dense_layer(obs.update, cfg.layer, "update")
     shape = tuple(model.input_shape)
     d_in = int(lay["kernel"].shape[-2])
     if d_in != math.prod(shape):
@@ -315,17 +295,17 @@ def make(obs, model, cfg: CPAConfig = CPAConfig(), *, steps: int, box, labels=No
             f"attack.layer={cfg.layer!r} takes {d_in} inputs, not the {math.prod(shape)} "
             f"pixels of an image; use attack.name='cpa_fi' for embeddings"
         )
-    num = _num_sources(obs, lay, cfg.layer)
+    num = num_sources(obs, lay, cfg.layer)
     lo, hi = (jnp.asarray(b, jnp.float32) for b in box)
     std = 1.0 / (hi - lo)
     mean = -lo * std
 
     def init(key):
-        return _prepare(obs, cfg, num, key, shape)
+        return prepare_unmixing(obs, cfg, num, key, shape)
 
     def step(state, key):
         del key
-        state, loss = _cpa_step(state, cfg)
+        state, loss = cpa_step(state, cfg)
         return state, {"loss": loss}
 
     def result(state):
@@ -335,7 +315,7 @@ def make(obs, model, cfg: CPAConfig = CPAConfig(), *, steps: int, box, labels=No
             x = comp / jnp.where(ok, c, 1.0)[:, None]
             x = jnp.where(ok[:, None], x, 0.0).reshape((num,) + shape)
             return Reconstruction(images=jnp.clip(x, lo, hi), labels=None)
-        y = (_sign(c)[:, None] * comp).reshape((num,) + shape) * std
+        y = (sign_of(c)[:, None] * comp).reshape((num,) + shape) * std
         y_min = jnp.min(y, axis=(1, 2, 3), keepdims=True)
         y_max = jnp.max(y, axis=(1, 2, 3), keepdims=True)
         x01 = (y - y_min) / (y_max - y_min + 1e-12)
@@ -344,80 +324,15 @@ def make(obs, model, cfg: CPAConfig = CPAConfig(), *, steps: int, box, labels=No
     return Attack(init=init, step=step, result=result)
 
 
-def make_fi(obs, model, cfg: CPAConfig = FI_DEFAULTS, *, steps: int, box, labels=None) -> Attack:
-    """CPA-FI: CPA on the embeddings entering ``cfg.layer``, then feature inversion.
-
-    Args:
-      obs: `leakjax.fl.observation.Observation` ('gradient' or 'fedavg').
-      model: the attacked `leakjax.models.Model` (vgg16 with ``head='cpa'`` in the paper).
-      cfg: CPAConfig (``cpa_steps`` unmixing steps in ``init``; ``fi``, ``fi_lr``, ``tv`` for
-        the inversion).
-      steps: feature-inversion steps (informational; `attacks.run` decides).
-      box: (lo, hi) per-channel bounds of valid normalized pixels.
-      labels: unused.
-
-    Returns:
-      An `Attack` over dummy images; ``step`` is one feature-inversion step.
-    """
-    del steps, labels
-    check_config(cfg, obs.mode)
-    lay = _layer(obs.update, cfg.layer, "update")
-    num = _num_sources(obs, lay, cfg.layer)
-    shape = (num,) + tuple(model.input_shape)
-    lo, hi = (jnp.asarray(b, jnp.float32) for b in box)
-    opt = optax.adam(cfg.fi_lr)
-    variables = obs.variables
-
-    def features(x):
-        return model.features(variables, x, train=False, layer=cfg.layer)
-
-    def objective(x, z):
-        f = features(x)
-        cos = jnp.sum(f * z, -1) / (
-            jnp.maximum(jnp.linalg.norm(f, axis=-1) * jnp.linalg.norm(z, axis=-1), 1e-10)
-        )
-        return cfg.fi * jnp.mean(1.0 - cos) + cfg.tv * losses.tv_l1(x)
-
-    def init(key):
-        kc, kx = jax.random.split(key)
-        st = _prepare(obs, cfg, num, kc)
-        st = jax.lax.fori_loop(0, cfg.cpa_steps, lambda i, s: _cpa_step(s, cfg)[0], st)
-        comp, c = components(st)
-        z = jax.nn.relu(_sign(c)[:, None] * comp)
-        x = jnp.clip(jax.random.normal(kx, shape), lo, hi)
-        return CPAFIState(x=x, opt_state=opt.init(x), z=z)
-
-    def step(state, key):
-        del key
-        loss, g = jax.value_and_grad(objective)(state.x, state.z)
-        upd, opt_state = opt.update(g, state.opt_state, state.x)
-        x = jnp.clip(optax.apply_updates(state.x, upd), lo, hi)
-        return state.replace(x=x, opt_state=opt_state), {"loss": loss}
-
-    def result(state):
-        return Reconstruction(images=state.x, labels=None)
-
-    return Attack(init=init, step=step, result=result)
-
-
-_PAPER = "Kariyappa et al. 2023, Cocktail Party Attack, ICML, arXiv:2209.05578"
-SPEC = AttackSpec(
-    name="cpa",
-    modes=("gradient", "fedavg"),
-    make=make,
-    settings=CPAConfig,
-    check=check_config,
-    paper=_PAPER,
-    example=(("model.name", "fc2"),),
-)
-SPEC_FI = AttackSpec(
-    name="cpa_fi",
-    modes=("gradient", "fedavg"),
-    make=make_fi,
-    settings=CPAFIConfig,
-    check=check_config,
-    paper=_PAPER + " (CPA + feature inversion)",
-    # 8 restarts vmapped on CPU: 134 ms, one after another: 89 ms (one alone: 12.5 ms)
-    sequential_on_cpu=lambda cfg: True,
-    example=(("model.name", "fc2"),),
+PAPER = "Kariyappa et al. 2023, Cocktail Party Attack, ICML, arXiv:2209.05578"
+SPEC = register(
+    AttackSpec(
+        name="cpa",
+        modes=("gradient", "fedavg"),
+        make=make,
+        settings=CPAConfig,
+        check=check_config,
+        paper=PAPER,
+        example=(("model.name", "fc2"),),
+    )
 )

@@ -55,7 +55,7 @@ from flax import struct
 
 from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction
-from leakjax.attacks.registry import AttackSpec
+from leakjax.attacks.registry import AttackSpec, register
 from leakjax.attacks.simulation import SIMULATIONS, simulation_hparams
 from leakjax.fl.client import client_update, param_delta
 from leakjax.fl.schedule import copies_schedule
@@ -355,13 +355,15 @@ def make(obs, model, cfg: DLFConfig, *, steps: int, box, labels=None) -> Attack:
     return Attack(init=init, step=step, result=result)
 
 
-SPEC = AttackSpec(
-    name="dlf",
-    modes=("fedavg",),
-    make=make,
-    settings=DLFConfig,
-    label_modes=(),
-    auto_labels="dimitrov",
-    check=check_config,
-    paper="Dimitrov et al. 2022, Data Leakage in Federated Averaging, TMLR, arXiv:2206.12395",
+SPEC = register(
+    AttackSpec(
+        name="dlf",
+        modes=("fedavg",),
+        make=make,
+        settings=DLFConfig,
+        label_modes=(),
+        auto_labels="dimitrov",
+        check=check_config,
+        paper="Dimitrov et al. 2022, Data Leakage in Federated Averaging, TMLR, arXiv:2206.12395",
+    )
 )

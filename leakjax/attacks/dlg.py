@@ -37,7 +37,7 @@ from flax import struct
 
 from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction
-from leakjax.attacks.registry import AttackSpec
+from leakjax.attacks.registry import AttackSpec, register, resolve_labels
 from leakjax.attacks.simulation import SIMULATIONS, simulated_update
 from leakjax.settings import Checked, setting
 from leakjax.types import ConfigError
@@ -185,15 +185,7 @@ def make(
     """
     del steps
     check_config(cfg, obs.mode)
-    mode = cfg.labels
-    if mode == "auto":
-        mode = "fixed" if labels is not None else "optimize"
-    if mode == "fixed":
-        if labels is None:
-            raise ConfigError("attack.labels: fixed labels requested but none were given")
-        fixed = jnp.asarray(labels, jnp.int32)
-    else:
-        fixed = None
+    _, fixed = resolve_labels(cfg.labels, labels, otherwise="optimize")
     return matching_attack(obs, model, cfg, fixed, box=box)
 
 
@@ -203,13 +195,15 @@ def uses_zoom_linesearch(cfg: DLGConfig) -> bool:
     return cfg.linesearch == "zoom"
 
 
-SPEC = AttackSpec(
-    name="dlg",
-    modes=("gradient", "fedavg"),
-    make=make,
-    settings=DLGConfig,
-    label_modes=("auto", "optimize"),
-    check=check_config,
-    paper="Zhu, Liu, Han 2019, Deep Leakage from Gradients, arXiv:1906.08935",
-    sequential_on_cpu=uses_zoom_linesearch,
+SPEC = register(
+    AttackSpec(
+        name="dlg",
+        modes=("gradient", "fedavg"),
+        make=make,
+        settings=DLGConfig,
+        label_modes=("auto", "optimize"),
+        check=check_config,
+        paper="Zhu, Liu, Han 2019, Deep Leakage from Gradients, arXiv:1906.08935",
+        sequential_on_cpu=uses_zoom_linesearch,
+    )
 )

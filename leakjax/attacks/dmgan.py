@@ -55,7 +55,7 @@ from flax import struct
 from leakjax import models
 from leakjax.attacks import dmgan_judge
 from leakjax.attacks.client import ClientInputs, ClientResult, RoundRecord
-from leakjax.attacks.registry import ClientAttackSpec
+from leakjax.attacks.registry import ClientAttackSpec, register
 from leakjax.fl.client import ClientHParams, client_update, cross_entropy
 from leakjax.models.generators import DMGANGenerator
 from leakjax.progress import Progress
@@ -352,11 +352,13 @@ class DMGAN:
         return ClientResult(summary, {"tracked_fraction.png": plot})
 
 
-SPEC = ClientAttackSpec(
-    name="dmgan",
-    modes=("fedavg",),
-    make=DMGAN,
-    settings=DMGANConfig,
-    paper="Hitaj et al. 2017, Deep Models Under the GAN (arXiv 1702.07464)",
-    check=_check,
+SPEC = register(
+    ClientAttackSpec(
+        name="dmgan",
+        modes=("fedavg",),
+        make=DMGAN,
+        settings=DMGANConfig,
+        paper="Hitaj et al. 2017, Deep Models Under the GAN (arXiv 1702.07464)",
+        check=_check,
+    )
 )

@@ -52,7 +52,7 @@ from flax import struct
 
 from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction
-from leakjax.attacks.registry import AttackSpec
+from leakjax.attacks.registry import AttackSpec, register, resolve_labels
 from leakjax.attacks.simulation import SIMULATIONS, simulated_update
 from leakjax.labels.idlg import idlg_label
 from leakjax.models import generator_checkpoint, generators
@@ -274,9 +274,7 @@ def make(obs, model, cfg: GGLConfig, *, steps: int, box, labels=None) -> Attack:
         raise ConfigError(
             f"attack.num_images={num} but the client trained on {obs.num_samples} samples"
         )
-    mode = cfg.labels
-    if mode == "auto":
-        mode = "fixed" if labels is not None else "idlg"
+    mode, fixed = resolve_labels(cfg.labels, labels, otherwise="idlg", num=num)
     if mode == "idlg":
         if num != 1:
             raise ConfigError(
@@ -284,12 +282,6 @@ def make(obs, model, cfg: GGLConfig, *, steps: int, box, labels=None) -> Attack:
                 "use attack.labels='oracle' or a label-count method (e.g. 'geng')"
             )
         fixed = jnp.reshape(idlg_label(obs.update), (1,))
-    else:
-        if labels is None:
-            raise ConfigError("attack.labels: fixed labels requested but none were given")
-        fixed = jnp.asarray(labels, jnp.int32)
-        if fixed.shape != (num,):
-            raise ConfigError(f"attack.labels: got {tuple(fixed.shape)} labels for {num} images")
 
     module, variables, latent = load_generator(cfg, model.input_shape)
     shape = (num, latent)
@@ -335,12 +327,14 @@ def make(obs, model, cfg: GGLConfig, *, steps: int, box, labels=None) -> Attack:
     return Attack(init=init, step=step, result=result)
 
 
-SPEC = AttackSpec(
-    name="ggl",
-    modes=("gradient", "fedavg"),
-    make=make,
-    settings=GGLConfig,
-    label_modes=("auto", "idlg"),
-    check=check_config,
-    paper="Li et al. 2022, Generative Gradient Leakage, CVPR, arXiv:2203.15696",
+SPEC = register(
+    AttackSpec(
+        name="ggl",
+        modes=("gradient", "fedavg"),
+        make=make,
+        settings=GGLConfig,
+        label_modes=("auto", "idlg"),
+        check=check_config,
+        paper="Li et al. 2022, Generative Gradient Leakage, CVPR, arXiv:2203.15696",
+    )
 )

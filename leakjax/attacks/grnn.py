@@ -43,7 +43,7 @@ from flax import struct
 
 from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction
-from leakjax.attacks.registry import AttackSpec
+from leakjax.attacks.registry import AttackSpec, register, resolve_labels
 from leakjax.attacks.simulation import SIMULATIONS, simulated_update
 from leakjax.models.conv import IMPLS
 from leakjax.models.generators import GRNNGenerator, generate, init_generator
@@ -144,17 +144,7 @@ def make(obs, model, cfg: GRNNConfig, *, steps: int, box, labels=None) -> Attack
         raise ConfigError(
             f"attack.num_images={num} but the client trained on {obs.num_samples} samples"
         )
-    mode = cfg.labels
-    if mode == "auto":
-        mode = "fixed" if labels is not None else "generate"
-    if mode == "fixed":
-        if labels is None:
-            raise ConfigError("attack.labels: fixed labels requested but none were given")
-        fixed = jnp.asarray(labels, jnp.int32)
-        if fixed.shape != (num,):
-            raise ConfigError(f"attack.labels: got {tuple(fixed.shape)} labels for {num} images")
-    else:
-        fixed = None
+    _, fixed = resolve_labels(cfg.labels, labels, otherwise="generate", num=num)
 
     gen = GRNNGenerator(model.num_classes, tuple(model.input_shape), impl=cfg.conv_impl)
     lo, hi = (jnp.asarray(v, jnp.float32) for v in box)
@@ -202,12 +192,14 @@ def make(obs, model, cfg: GRNNConfig, *, steps: int, box, labels=None) -> Attack
     return Attack(init=init, step=step, result=result)
 
 
-SPEC = AttackSpec(
-    name="grnn",
-    modes=("gradient", "fedavg"),
-    make=make,
-    settings=GRNNConfig,
-    label_modes=("auto", "generate", "optimize"),
-    check=check_config,
-    paper="Ren, Deng, Xie 2022, GRNN, ACM TIST, arXiv:2105.00529",
+SPEC = register(
+    AttackSpec(
+        name="grnn",
+        modes=("gradient", "fedavg"),
+        make=make,
+        settings=GRNNConfig,
+        label_modes=("auto", "generate", "optimize"),
+        check=check_config,
+        paper="Ren, Deng, Xie 2022, GRNN, ACM TIST, arXiv:2105.00529",
+    )
 )

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from leakjax.attacks import dlg
 from leakjax.attacks.base import Attack
-from leakjax.attacks.registry import AttackSpec
+from leakjax.attacks.registry import AttackSpec, register, resolve_labels
 from leakjax.labels.idlg import head_update, idlg_label
 from leakjax.types import ConfigError
 
@@ -65,14 +65,8 @@ def make(
             f"attack.labels: the sign rule gives at most {model.num_classes} distinct labels, "
             f"not {num}"
         )
-    mode = cfg.labels
-    if mode == "auto":
-        mode = "fixed" if labels is not None else "idlg"
-    if mode == "fixed":
-        if labels is None:
-            raise ConfigError("attack.labels: fixed labels requested but none were given")
-        fixed = jnp.asarray(labels, jnp.int32)
-    else:
+    mode, fixed = resolve_labels(cfg.labels, labels, otherwise="idlg")
+    if mode == "idlg":
         fixed = sign_rule_labels(obs.update, num)
     return dlg.matching_attack(obs, model, cfg, fixed, box=box)
 
@@ -81,13 +75,17 @@ def check_config(cfg: IDLGConfig, mode: str) -> None:
     dlg.check_config(cfg, mode, LABEL_MODES)
 
 
-SPEC = AttackSpec(
-    name="idlg",
-    modes=("gradient", "fedavg"),
-    make=make,
-    settings=IDLGConfig,
-    label_modes=("auto", "idlg"),
-    check=check_config,
-    paper="Zhao, Mopuri, Bilen 2020, iDLG: Improved Deep Leakage from Gradients, arXiv:2001.02610",
-    sequential_on_cpu=dlg.uses_zoom_linesearch,
+SPEC = register(
+    AttackSpec(
+        name="idlg",
+        modes=("gradient", "fedavg"),
+        make=make,
+        settings=IDLGConfig,
+        label_modes=("auto", "idlg"),
+        check=check_config,
+        paper=(
+            "Zhao, Mopuri, Bilen 2020, iDLG: Improved Deep Leakage from Gradients, arXiv:2001.02610"
+        ),
+        sequential_on_cpu=dlg.uses_zoom_linesearch,
+    )
 )

@@ -30,7 +30,7 @@ from flax import struct
 
 from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction
-from leakjax.attacks.registry import AttackSpec
+from leakjax.attacks.registry import AttackSpec, register, resolve_labels
 from leakjax.attacks.simulation import SIMULATIONS, simulated_update
 from leakjax.labels.idlg import idlg_label
 from leakjax.settings import Checked, setting
@@ -132,19 +132,11 @@ def make(
     c = model.num_classes
     lo, hi = (jnp.asarray(b, jnp.float32) for b in box)
 
-    mode = cfg.labels
-    if mode == "auto":
-        mode = "fixed" if labels is not None else ("idlg" if num == 1 else "optimize")
+    mode, fixed = resolve_labels(cfg.labels, labels, otherwise="idlg" if num == 1 else "optimize")
     if mode == "idlg":
         if num != 1:
             raise ConfigError("attack.labels='idlg' needs exactly one image (use 'optimize')")
         fixed = jnp.reshape(idlg_label(obs.update), (1,))
-    elif mode == "fixed":
-        if labels is None:
-            raise ConfigError("attack.labels: fixed labels requested but none were given")
-        fixed = jnp.asarray(labels, jnp.int32)
-    else:
-        fixed = None
 
     match = losses.MATCHING[cfg.loss]
     schedule = optax.piecewise_constant_schedule(
@@ -191,12 +183,14 @@ def make(
     return Attack(init=init, step=step, result=result)
 
 
-SPEC = AttackSpec(
-    name="ig",
-    modes=("gradient", "fedavg"),
-    make=make,
-    settings=IGConfig,
-    label_modes=("auto", "idlg", "optimize"),
-    check=check_config,
-    paper="Geiping et al. 2020, Inverting Gradients, arXiv:2003.14053",
+SPEC = register(
+    AttackSpec(
+        name="ig",
+        modes=("gradient", "fedavg"),
+        make=make,
+        settings=IGConfig,
+        label_modes=("auto", "idlg", "optimize"),
+        check=check_config,
+        paper="Geiping et al. 2020, Inverting Gradients, arXiv:2003.14053",
+    )
 )

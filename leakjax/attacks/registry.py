@@ -1,9 +1,10 @@
 """One registry of attacks by name (configs, CLI and tests look them up here).
 
 An attack module declares one spec, an `AttackSpec` (a server-side attack) or a
-`ClientAttackSpec` (a malicious client), and registers it with `@register`-style
-``register(SPEC)`` in `leakjax/attacks/__init__.py`; everything else (binding its settings
-from ``config.attack``, label resolution, mode checks) is generic and lives here.
+`ClientAttackSpec` (a malicious client), and registers itself: ``SPEC = register(...)`` at its
+bottom; `leakjax/attacks/__init__.py` imports it (one line in its import block; BUILD_NOTES,
+"Adding an attack"). Everything else (binding its settings from ``config.attack``, label
+resolution, mode checks, what it needs of the config and the model) is generic and lives here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from typing import ClassVar
+
+import jax.numpy as jnp
 
 from leakjax import labels as labels_lib
 from leakjax import settings as settings_lib
@@ -36,6 +39,15 @@ RUN_KEYS = (
 UPSTREAM_LABELS = ("oracle",)  # plus leakjax.labels.METHODS: run before the attack
 
 
+def _no_requirements(config) -> None:
+    del config
+
+
+def _same_model(model, config):
+    del config
+    return model
+
+
 @dataclasses.dataclass(frozen=True)
 class _Spec:
     """What every attack spec has: its name, modes, factory, settings and their binding.
@@ -51,6 +63,12 @@ class _Spec:
       example: ``(('model.name', 'fc2'), ...)``: config overrides under which the attack runs
         on the quickstart's data (its model requirements); the registry contract test
         (tests/test_attack_contract.py) runs every attack with them.
+      requires: ``requires(config) -> None``: what the attack needs of the rest of the config
+        (e.g. RTF: ``model.imprint_bins > 0``); raises a one-line ConfigError.
+        `leakjax.config.validate` calls it for the chosen attack.
+      prepare_model: ``prepare_model(model, config) -> model``: the model the federation
+        trains when this attack is chosen (default: the model itself);
+        `leakjax.experiment.prepare` calls it for every attack, client attacks included.
     """
 
     name: str
@@ -60,6 +78,8 @@ class _Spec:
     paper: str
     check: Callable | None = None
     example: tuple[tuple[str, object], ...] = ()
+    requires: Callable = _no_requirements
+    prepare_model: Callable = _same_model
 
     # attacks that handle no label mode of their own (AttackSpec: fields)
     label_modes: ClassVar[tuple[str, ...]] = ("auto",)
@@ -101,13 +121,17 @@ class _Spec:
             self.settings, acfg, prefix="attack", skip=RUN_KEYS, owner=self.name, **fixed
         )
         mode = str(acfg.get("mode", self.modes[0]))
+        self.check_mode(mode)
+        if self.check is not None:
+            self.check(cfg, mode)
+        return cfg
+
+    def check_mode(self, mode: str) -> None:
+        """One-line ConfigError when this attack does not support ``attack.mode=mode``."""
         if mode not in self.modes:
             raise ConfigError(
                 f"attack.mode={mode!r} is not supported by {self.name} (supports {self.modes})"
             )
-        if self.check is not None:
-            self.check(cfg, mode)
-        return cfg
 
     def describe(self) -> list[str]:
         return settings_lib.describe(self.settings, skip=("labels",))
@@ -157,11 +181,39 @@ class ClientAttackSpec(_Spec):
     kind: ClassVar[str] = "client"
 
 
+def resolve_labels(mode: str, labels, *, otherwise: str, num: int | None = None):
+    """An attack's own label mode (its bound ``attack.labels``) and the labels it fixes.
+
+    Args:
+      mode: the bound label mode ('fixed' when resolved upstream, 'auto', or one of the
+        attack's `AttackSpec.label_modes`).
+      labels: the int labels [N] given to the attack's ``make`` (the truth or a
+        `leakjax.labels` method's output), or None.
+      otherwise: what 'auto' means when no labels were given (e.g. 'optimize', 'idlg').
+      num: when given, fixed labels must have shape ``(num,)``.
+
+    Returns:
+      ``(mode, fixed)``: 'auto' becomes 'fixed' when labels were given, else ``otherwise``;
+      ``fixed`` is int32 [N] for 'fixed', else None (the attack finds its labels itself).
+    """
+    if mode == "auto":
+        mode = "fixed" if labels is not None else otherwise
+    if mode != "fixed":
+        return mode, None
+    if labels is None:
+        raise ConfigError("attack.labels: fixed labels requested but none were given")
+    fixed = jnp.asarray(labels, jnp.int32)
+    if num is not None and fixed.shape != (num,):
+        raise ConfigError(f"attack.labels: got {tuple(fixed.shape)} labels for {num} images")
+    return mode, fixed
+
+
 _REGISTRY: dict[str, AttackSpec | ClientAttackSpec] = {}
 
 
 def register(spec: AttackSpec | ClientAttackSpec) -> AttackSpec | ClientAttackSpec:
-    """Add ``spec``; a second attack of the same name is an error."""
+    """Add ``spec`` and return it (``SPEC = register(AttackSpec(...))`` at the bottom of an
+    attack's module); a second attack of the same name is an error."""
     if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
         raise ValueError(f"an attack named {spec.name!r} is already registered")
     if not dataclasses.is_dataclass(spec.settings):

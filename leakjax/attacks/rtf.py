@@ -54,7 +54,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from leakjax.attacks.base import Attack, Reconstruction
-from leakjax.attacks.registry import AttackSpec
+from leakjax.attacks.registry import AttackSpec, register
 from leakjax.fl.schedule import local_steps, momentum_weights
 from leakjax.models.imprint import imprint_params
 from leakjax.settings import Checked, setting
@@ -92,6 +92,12 @@ def check_config(cfg: RTFConfig, mode: str) -> None:
     """One-line ConfigErrors the binder cannot find alone."""
     if mode not in ("gradient", "fedavg"):
         raise ConfigError(f"attack.mode={mode!r} not in ('gradient', 'fedavg')")
+
+
+def requires(config) -> None:
+    """RTF reads images out of the imprint block: the config must put one in the model."""
+    if not config.model.get("imprint_bins", 0):
+        raise ConfigError("attack.name='rtf' needs model.imprint_bins > 0 (RTF's imprint block)")
 
 
 def _decay_multiplier(hp, num_samples: int) -> Array:
@@ -202,13 +208,16 @@ def make(obs, model, cfg: RTFConfig = RTFConfig(), *, steps: int = 1, box, label
     return Attack(init=init, step=step, result=result)
 
 
-SPEC = AttackSpec(
-    name="rtf",
-    modes=("gradient", "fedavg"),
-    make=make,
-    settings=RTFConfig,
-    check=check_config,
-    kind="analytic",
-    paper="Fowl et al. 2022, Robbing the Fed, ICLR, arXiv:2110.13057",
-    example=(("model.imprint_bins", 16),),
+SPEC = register(
+    AttackSpec(
+        name="rtf",
+        modes=("gradient", "fedavg"),
+        make=make,
+        settings=RTFConfig,
+        check=check_config,
+        requires=requires,
+        kind="analytic",
+        paper="Fowl et al. 2022, Robbing the Fed, ICLR, arXiv:2110.13057",
+        example=(("model.imprint_bins", 16),),
+    )
 )
