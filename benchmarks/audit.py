@@ -79,8 +79,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--out", default="")
     args = ap.parse_args(argv)
     rows = [
-        measure(int(n), args.steps, args.chunk, args.attack_steps)
-        for n in args.clients.split(",")
+        measure(int(n), args.steps, args.chunk, args.attack_steps) for n in args.clients.split(",")
     ]
     for r in rows:
         print(json.dumps(r))

@@ -11,10 +11,12 @@ import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from leakjax import config_files, experiment
+from leakjax import attacks, config_files, experiment
+from leakjax.attacks import Attack, Reconstruction
 from leakjax.config import validate
 from leakjax.fl.rounds import attacked_groups
 from leakjax.types import ConfigError
@@ -147,6 +149,33 @@ def test_audit_on_4_devices_equals_the_1_device_audit(audit, tmp_path):
     assert one.keys() == four.keys()
     for cid, v in one.items():
         assert four[cid] == pytest.approx(v, abs=1e-4), cid
+
+
+def _noise_attack(target):
+    """A state that is its initial noise plus the step keys' noise: the result shows the keys."""
+
+    def init(key):
+        return jax.random.normal(key, target.shape)
+
+    def step(x, key):
+        return x + 0.1 * jax.random.normal(key, x.shape), {"loss": jnp.sum(x**2)}
+
+    return Attack(init, step, lambda x: Reconstruction(images=x, labels=None))
+
+
+def test_trial_keys_make_a_trial_independent_of_its_position():
+    targets = jnp.zeros((3, 2, 2))
+    keys = jnp.stack([jax.random.key(k) for k in (7, 8, 9)])
+    kw = dict(steps=3, restarts=2, progress=False)
+    together = attacks.run(_noise_attack, jax.random.key(0), trials=targets, trial_keys=keys, **kw)
+    for t in range(3):
+        alone = attacks.run(
+            _noise_attack, jax.random.key(5), trials=targets[t : t + 1], trial_keys=keys[t : t + 1],
+            **kw,
+        )  # fmt: skip
+        np.testing.assert_array_equal(alone.restarts.images[0], together.restarts.images[t])
+    with pytest.raises(ValueError, match="trial_keys holds 2 keys for 3 trials"):
+        attacks.run(_noise_attack, jax.random.key(0), trials=targets, trial_keys=keys[:2], **kw)
 
 
 def test_all_clients_take_every_selected_client_and_draw_nothing():

@@ -165,9 +165,11 @@ def _setup(attack, key, trials, restarts: int, num_devices: int, trial_keys=None
         raise ValueError(f"trial_keys holds {trial_keys.shape[0]} keys for {num_trials} trials")
     else:
         trial_keys = _pad_trials(trial_keys, padded)
-    keys = jax.vmap(
-        lambda k: jax.vmap(lambda r: jax.random.fold_in(k, r))(jnp.arange(restarts))
-    )(trial_keys)
+
+    def restart_keys(k):
+        return jax.vmap(lambda r: jax.random.fold_in(k, r))(jnp.arange(restarts))
+
+    keys = jax.vmap(restart_keys)(trial_keys)
     trials, keys = _shard(trials, sharding), _shard(keys, sharding)
     return _Setup(factory, trials, keys, sharding, num_trials, padded)
 
