@@ -67,7 +67,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.attack.name = "ig"
     c.attack.mode = "fedavg"  # fedavg: a client's model difference; gradient: one gradient
     c.attack.rounds = (-1,)  # rounds whose updates are attacked (-1: the last round)
-    c.attack.clients = 1  # attacked clients per attacked round (chosen at random)
+    # attacked clients per attacked round (chosen at random); -1: every sampled client (audit)
+    c.attack.clients = 1
     c.attack.batch_size = 1  # gradient mode: images in the shared gradient
     c.attack.steps = 4000
     c.attack.restarts = 1
@@ -158,6 +159,19 @@ def _check_devices(key: str, value) -> None:
         )
 
 
+ALL_CLIENTS = -1  # attack.clients: every client sampled in an attacked round (audit mode)
+
+
+def check_attack_clients(clients, num_clients: int) -> None:
+    """attack.clients is -1 (audit: every sampled client) or 1..fl.num_clients."""
+    ok = isinstance(clients, int) and not isinstance(clients, bool)
+    if not ok or not (clients == ALL_CLIENTS or 1 <= clients <= num_clients):
+        raise ConfigError(
+            f"attack.clients must be -1 (every client sampled in an attacked round) or "
+            f"1..{num_clients} (fl.num_clients), got {clients!r}"
+        )
+
+
 def validate(config) -> None:
     """Static checks (names, types, finite ranges, the attack's settings bound with its
     defaults). Data-dependent checks happen in `experiment.prepare`."""
@@ -229,9 +243,7 @@ def validate(config) -> None:
                     f"attack.rounds entry {r!r} is not a round: use -{f.rounds}..{f.rounds - 1} "
                     f"(fl.rounds={f.rounds}; negative counts from the end)"
                 )
-    _positive("attack.clients", a.clients, integer=True)
-    if a.clients > f.num_clients:
-        raise ConfigError(f"attack.clients={a.clients} exceeds fl.num_clients={f.num_clients}")
+    check_attack_clients(a.clients, int(f.num_clients))
     _positive("attack.batch_size", a.batch_size, integer=True)
     _positive("attack.steps", a.steps, integer=True)
     _positive("attack.restarts", a.restarts, integer=True)

@@ -35,7 +35,7 @@ from leakjax import (
 )
 from leakjax import labels as labels_lib
 from leakjax.attacks.signals import Interrupted, catch_signals
-from leakjax.config import NO_ATTACK, resolve_rounds, validate
+from leakjax.config import ALL_CLIENTS, NO_ATTACK, resolve_rounds, validate
 from leakjax.defenses import report as defense_report
 from leakjax.fl import FLSettings, check_secure_agg, client_mesh, simulate
 from leakjax.fl import cache as fl_cache
@@ -155,7 +155,10 @@ def _to01(x, mean, std):
 
 def _gradient_observations(p: Prepared, variables, rng):
     a = p.config.attack
-    ids = np.sort(rng.choice(len(p.train.n), size=int(a.clients), replace=False))
+    if int(a.clients) == ALL_CLIENTS:  # audit: every client, nothing drawn
+        ids = np.arange(len(p.train.n))
+    else:
+        ids = np.sort(rng.choice(len(p.train.n), size=int(a.clients), replace=False))
     obs, truths = [], []
     for cid in ids:
         x = data.normalize(p.train.x[cid, : a.batch_size], p.mean, p.std)
@@ -214,11 +217,22 @@ def _leaves(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+def observation_key(key, obs):
+    """The attack key of one observation: ``fold_in(fold_in(key, round), client id)``, the
+    same wherever the client falls among the trials (an audit of N clients equals N
+    single-client runs)."""
+    return jax.random.fold_in(jax.random.fold_in(key, int(obs.round)), int(obs.client_id))
+
+
 def attack_observations(
     p: Prepared, observations, truths, key, *, progress=True, checkpoint_dir=None, resume=False
 ):
-    """Run the configured attack on every observation; returns per-trial result dicts."""
+    """Run the configured attack on every observation; returns per-trial result dicts.
+
+    Restart r of an observation's trial uses ``fold_in(observation_key(key, obs), r)``."""
     a = p.config.attack
+    audit = int(a.clients) == ALL_CLIENTS and progress
+    done_clients = 0
     lo, hi = data.box(p.mean, p.std)
     box = (jnp.asarray(lo), jnp.asarray(hi))
     # one vmapped program per sample count (and, under secure aggregation, group sizes)
@@ -234,9 +248,7 @@ def attack_observations(
                 done = int(a.steps)  # the groups before this one are complete
                 raise Interrupted(done, None if checkpoint_dir is None else str(checkpoint_dir))
             tag = str(n) + ("" if not sizes else "g" + "-".join(map(str, sizes)))
-            gkey = jax.random.fold_in(key, n)
-            if sizes:
-                gkey = jax.random.fold_in(gkey, sum(k * s for k, s in enumerate(sizes, 1)))
+            trial_keys = jnp.stack([observation_key(key, observations[i]) for i in idx])
             given = [fixed_labels(p, observations[i], truths[i], key) for i in idx]
             if any(g is None for g in given):
                 trials = (stack([observations[i] for i in idx]), None)
@@ -249,7 +261,7 @@ def attack_observations(
 
             res = attacks.run(
                 factory,
-                gkey,
+                key,
                 steps=int(a.steps),
                 restarts=int(a.restarts),
                 trials=trials,
@@ -265,18 +277,26 @@ def attack_observations(
                 vmap_chunk=attacks.resolve_vmap_chunk(
                     int(a.get("vmap_chunk", -1)), str(a.mode), p.spec.sequential(a)
                 ),
+                trial_keys=trial_keys,
             )
             for j, i in enumerate(idx):
                 out[i] = {"result": res, "trial": j}
+            done_clients += len(idx)
+            if audit:
+                print(
+                    f"[audit] clients {done_clients}/{len(observations)} done, group of "
+                    f"n={tag} samples x {len(idx)} clients",
+                    flush=True,
+                )
     return out
 
 
 def _score(p: Prepared, observations, truths, outcomes, history):
-    """Per attacked client: metrics (PSNR, SSIM, labels, defense), arrays for
-    reconstruction.npz, matched pairs for the grid, and the attack's loss curve."""
+    """Per attacked client: metrics (PSNR, SSIM, labels, class histogram, defense), arrays
+    for reconstruction.npz, its matched pairs for the grids (one ``(truths, recons, true
+    labels, predicted labels, psnrs)`` per client), and the attack's loss curve."""
     a = p.config.attack
-    per_client, arrays, grid_t, grid_r, grid_lt, grid_lp, grid_psnr = [], {}, [], [], [], [], []
-    curves = {}
+    per_client, arrays, pairs_of, curves = [], {}, [], {}
     for i, (obs, truth, oc) in enumerate(zip(observations, truths, outcomes, strict=True)):
         res, j = oc["result"], oc["trial"]
         rec_x = _to01(res.reconstruction.images[j], p.mean, p.std)
@@ -301,6 +321,9 @@ def _score(p: Prepared, observations, truths, outcomes, history):
             failed_step=[int(s) for s in res.failed_step[j]],
             final_loss=float(np.nan_to_num(res.final_loss[j][res.best[j]], nan=-1.0, posinf=-1.0)),
             best_restart=int(res.best[j]),
+            class_counts=np.bincount(
+                np.asarray(truth.labels, int), minlength=p.model.num_classes
+            ).tolist(),
         )
         ev.update(defense_report.client_metrics(p, obs, truth, ev, history))
         per_client.append(ev)
@@ -311,12 +334,14 @@ def _score(p: Prepared, observations, truths, outcomes, history):
         arrays[f"truth_labels_{i}"] = np.asarray(truth.labels, np.int32)
         arrays[f"loss_{i}"] = np.nan_to_num(res.losses[j][res.best[j]], nan=-1.0)
         pairs = np.asarray(ev["matching"], int).reshape(-1, 2)
+        mine = ([], [], [], [], [])
         for (ri, ti), ps in zip(pairs, ev["psnr"], strict=False):
-            grid_t.append(true_x[ti])
-            grid_r.append(rec_x[ri])
-            grid_lt.append(int(truth.labels[ti]))
-            grid_lp.append(int(rec_y[ri]) if rec_y is not None else -1)
-            grid_psnr.append(ps)
+            mine[0].append(true_x[ti])
+            mine[1].append(rec_x[ri])
+            mine[2].append(int(truth.labels[ti]))
+            mine[3].append(int(rec_y[ri]) if rec_y is not None else -1)
+            mine[4].append(ps)
+        pairs_of.append(mine)
         steps_axis = list(range(1, len(res.losses[j][res.best[j]]) + 1))
         label = f"client {obs.client_id}, {round_label(obs.round, int(p.config.fl.rounds))}"
         curves[label] = (
@@ -324,29 +349,59 @@ def _score(p: Prepared, observations, truths, outcomes, history):
             [float(v) for v in res.losses[j][res.best[j]]],
         )
 
-    grid = (grid_t, grid_r, grid_lt, grid_lp, grid_psnr)
-    return per_client, arrays, grid, curves
+    return per_client, arrays, pairs_of, curves
 
 
-def _write_figures(workdir, config, grid, curves, history) -> None:
-    """grid.png (truth above reconstruction), loss.png and fl_accuracy.png."""
+def _save_pairs(path, config, pairs, what: str) -> None:
+    """A truth-above-reconstruction grid of matched ``pairs`` (see `_score`)."""
     a = config.attack
-    grid_t, grid_r, grid_lt, grid_lp, grid_psnr = grid
-    if grid_t:
-        k = int(config.output.grid_images)
-        figures.save_grid(
-            workdir / "grid.png",
-            np.stack(grid_t[:k]),
-            np.stack(grid_r[:k]),
-            labels_true=grid_lt[:k],
-            labels_pred=None if all(v < 0 for v in grid_lp) else grid_lp[:k],
-            psnr=grid_psnr[:k],
-            max_images=k,
-            total=len(grid_t),
-            title=f"{a.name} ({a.mode}) on {config.data.name}/{config.model.name}: "
-            f"truth (top) vs reconstruction (bottom)",
-        )
+    grid_t, grid_r, grid_lt, grid_lp, grid_psnr = pairs
+    k = int(config.output.grid_images)
+    figures.save_grid(
+        path,
+        np.stack(grid_t[:k]),
+        np.stack(grid_r[:k]),
+        labels_true=grid_lt[:k],
+        labels_pred=None if all(v < 0 for v in grid_lp) else grid_lp[:k],
+        psnr=grid_psnr[:k],
+        max_images=k,
+        total=len(grid_t),
+        title=f"{a.name} ({a.mode}) on {config.data.name}/{config.model.name}{what}: "
+        f"truth (top) vs reconstruction (bottom)",
+    )
+
+
+def _exposure_order(per_client) -> list[int]:
+    """Client indices from the least to the most exposed: by images recovered, then best PSNR."""
+    return sorted(
+        range(len(per_client)),
+        key=lambda i: (per_client[i]["num_success"], per_client[i]["psnr_max"], -i),
+    )
+
+
+def _write_figures(workdir, config, pairs_of, curves, history, per_client=()) -> None:
+    """grid.png (truth above reconstruction), loss.png, fl_accuracy.png; with >= 2 attacked
+    clients leakage.png (CDF of their best PSNR); in audits (attack.clients=-1) the most and
+    the least exposed clients' grids."""
+    a = config.attack
+    grid = tuple(sum((list(c[f]) for c in pairs_of), []) for f in range(5))
+    if grid[0]:
+        _save_pairs(workdir / "grid.png", config, grid, "")
         figures.plot_attack_loss(workdir / "loss.png", curves)
+    if len(per_client) >= 2:
+        by_round: dict[str, list[float]] = {}
+        for c in per_client:
+            label = round_label(int(c["round"]), int(config.fl.rounds))
+            by_round.setdefault(label, []).append(float(c["psnr_max"]))
+        figures.plot_leakage(workdir / "leakage.png", by_round, float(a.success_psnr))
+    if int(a.clients) == ALL_CLIENTS and per_client:
+        order = _exposure_order(per_client)
+        for name, i in (("most", order[-1]), ("least", order[0])):
+            c = per_client[i]
+            if pairs_of[i][0]:
+                what = f", the {name} exposed client ({c['client_id']}, {c['num_success']} "
+                what += f"of {c['num_truth']} images recovered)"
+                _save_pairs(workdir / f"grid_{name}_exposed.png", config, pairs_of[i], what)
     if "test_acc" in history or "local_test_acc" in history:
         acc_curves = {}
         for k in ("test_acc", "local_test_acc"):
@@ -423,7 +478,28 @@ def _summary(p: Prepared, per_client, observations, history, parts) -> dict:
         **provenance(config),
     )
     summary.update(defense_report.summary(p, per_client, history))
+    summary.update(population(per_client))
     return summary
+
+
+def population(per_client) -> dict:
+    """How private the attacked clients are, together: ``clients_attacked``,
+    ``clients_exposed_fraction`` (clients with at least one image recovered at
+    attack.success_psnr), ``images_recovered_fraction``, and the median and 90th percentile
+    of the clients' best PSNR (``client_psnr_median``, ``client_psnr_p90``)."""
+    if not per_client:
+        return {"clients_attacked": 0}
+    best = np.asarray([c["psnr_max"] for c in per_client], np.float64)
+    truth = sum(int(c["num_truth"]) for c in per_client)
+    return {
+        "clients_attacked": len(per_client),
+        "clients_exposed_fraction": float(np.mean([c["num_success"] > 0 for c in per_client])),
+        "images_recovered_fraction": sum(int(c["num_success"]) for c in per_client) / truth
+        if truth
+        else 0.0,
+        "client_psnr_median": float(np.median(best)),
+        "client_psnr_p90": float(np.percentile(best, 90)),
+    }
 
 
 def run(config, workdir, *, progress: bool | None = None, resume: bool = False, notes=()) -> dict:
@@ -494,7 +570,7 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False, 
         raise
     attack_seconds = time.perf_counter() - t0
 
-    per_client, arrays, grid, curves = _score(p, observations, truths, outcomes, history)
+    per_client, arrays, pairs_of, curves = _score(p, observations, truths, outcomes, history)
     now = time.perf_counter()
     parts = time_parts(timing, resume, fl=fl_seconds, attack=attack_seconds, wall=now - t_start)
     summary = _summary(p, per_client, observations, history, parts)
@@ -503,7 +579,7 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False, 
     report.write_json(workdir / "metrics.json", {"summary": summary, "clients": per_client})
     report.save_npz(workdir / "reconstruction.npz", **arrays)
     report.write_csv(workdir / "summary.csv", [report.scalars(summary)])
-    _write_figures(workdir, config, grid, curves, history)
+    _write_figures(workdir, config, pairs_of, curves, history, per_client)
     shutil.rmtree(ckdir, ignore_errors=True)  # results are complete; checkpoints are spent
     if all_failed:
         raise NumericalError(

@@ -326,6 +326,7 @@ def plot_curves(
     *,
     logy: bool | str = False,
     integer_x: bool | None = None,
+    vline: tuple[float, str] | None = None,
 ):
     """Saves a line plot of named curves (e.g. accuracy vs round, attack loss vs step).
 
@@ -340,6 +341,7 @@ def plot_curves(
             saying why. ``False``: linear.
         integer_x: Integer x ticks only (``MaxNLocator(integer=True)``). ``None``: when
             every finite x is a whole number (rounds, steps).
+        vline: ``(x, label)``: a dashed vertical line at ``x`` (e.g. a threshold).
 
     Returns:
         The saved ``matplotlib.figure.Figure``.
@@ -375,6 +377,8 @@ def plot_curves(
                 "no finite values", transform=ax.transAxes, ha="left", va="top", fontsize=7,
                 color="0.4",
             )  # fmt: skip
+    if vline is not None:
+        ax.axvline(float(vline[0]), color="0.3", linestyle="--", linewidth=1, label=vline[1])
     if logy:
         ax.set_yscale("log")
     if integer_x if integer_x is not None else _integral(xs):
@@ -410,6 +414,29 @@ def plot_fl_accuracy(
 ):
     """FedAvg accuracy vs round, with integer round ticks."""
     return plot_curves(path, curves, "round", ylabel, title, integer_x=True)
+
+
+def plot_leakage(
+    path: PathLike,
+    best_psnr: Mapping[str, Sequence[float]],
+    threshold: float,
+    title: str | None = None,
+):
+    """The CDF of the attacked clients' best PSNR, one curve per name (e.g. per attacked
+    round), with the success threshold marked: the fraction of clients at or below each PSNR
+    (a client right of the line has at least one image recovered)."""
+    curves = {}
+    for name, values in best_psnr.items():
+        v = np.sort(np.asarray(values, np.float64).reshape(-1))
+        if v.size == 0:
+            raise ConfigError(f"best_psnr[{name!r}] holds no clients")
+        curves[f"{name} ({v.size} clients)"] = (v, np.arange(1, v.size + 1) / v.size)
+    if title is None:
+        title = "how private the clients are: CDF of each client's best reconstruction PSNR"
+    return plot_curves(
+        path, curves, "best PSNR of a client (dB)", "fraction of clients", title,
+        integer_x=False, vline=(threshold, f"success threshold {threshold:g} dB"),
+    )  # fmt: skip
 
 
 def plot_frontier(path: PathLike, rows: Sequence[Mapping[str, Any]], metric: str = "psnr_mean"):

@@ -143,9 +143,9 @@ def _shard(tree, sharding):
     return tree if sharding is None else jax.device_put(tree, sharding)
 
 
-def _setup(attack, key, trials, restarts: int, num_devices: int) -> _Setup:
+def _setup(attack, key, trials, restarts: int, num_devices: int, trial_keys=None) -> _Setup:
     """The factory, the (padded, sharded) trials and the restart keys
-    ``fold_in(fold_in(key, t), r)``."""
+    ``fold_in(fold_in(key, t), r)`` (``fold_in(trial_keys[t], r)`` when given)."""
     if trials is None:
         factory = lambda _: attack  # noqa: E731
         trials = jnp.zeros((1,))
@@ -159,11 +159,17 @@ def _setup(attack, key, trials, restarts: int, num_devices: int) -> _Setup:
             sharding = NamedSharding(mesh, P("trials"))
             padded = math.ceil(num_trials / mesh.size) * mesh.size
             trials = _pad_trials(trials, padded)
-    keys = jax.vmap(
-        lambda t: jax.vmap(lambda r: jax.random.fold_in(jax.random.fold_in(key, t), r))(
-            jnp.arange(restarts)
-        )
-    )(jnp.arange(padded))
+    if trial_keys is None:
+        trial_keys = jax.vmap(lambda t: jax.random.fold_in(key, t))(jnp.arange(padded))
+    elif trial_keys.shape[0] != num_trials:
+        raise ValueError(f"trial_keys holds {trial_keys.shape[0]} keys for {num_trials} trials")
+    else:
+        trial_keys = _pad_trials(trial_keys, padded)
+
+    def restart_keys(k):
+        return jax.vmap(lambda r: jax.random.fold_in(k, r))(jnp.arange(restarts))
+
+    keys = jax.vmap(restart_keys)(trial_keys)
     trials, keys = _shard(trials, sharding), _shard(keys, sharding)
     return _Setup(factory, trials, keys, sharding, num_trials, padded)
 
@@ -297,12 +303,14 @@ def run(
     resume: bool = False,
     num_devices: int = 1,
     vmap_chunk: int = 0,
+    trial_keys: Array | None = None,
 ) -> RunResult:
     """Run an attack for ``steps`` steps, ``restarts`` restarts, over ``trials``.
 
     Args:
       attack: an `Attack`, or a factory ``f(trial) -> Attack`` when ``trials`` is given.
-      key: PRNG key; restart r of trial t uses ``fold_in(fold_in(key, t), r)``.
+      key: PRNG key; restart r of trial t uses ``fold_in(fold_in(key, t), r)`` (see
+        ``trial_keys``).
       steps: optimization steps.
       restarts: independent random initializations per trial (vmapped); the one with
         the lowest final loss is kept.
@@ -331,6 +339,9 @@ def run(
         attacks want 1: vmapped restarts each train their own copy of the weights, and
         convolutions with per-restart kernels run slower than the restarts in sequence
         (`resolve_vmap_chunk`; BUILD_NOTES "Performance, session 6").
+      trial_keys: optional [T] keys, one per trial: restart r of trial t then uses
+        ``fold_in(trial_keys[t], r)`` (``key`` is unused), so a trial's result does not
+        depend on its position among the trials (`leakjax.experiment.attack_observations`).
 
     Returns:
       RunResult; ``seconds`` is the wall time of all parts of a resumed run together,
@@ -346,7 +357,7 @@ def run(
     if steps < 1:
         raise ValueError(f"{name}: steps must be >= 1, got {steps}")
     t0 = time.perf_counter()
-    s = _setup(attack, key, trials, restarts, num_devices)
+    s = _setup(attack, key, trials, restarts, num_devices, trial_keys)
     chunk = max(1, min(chunk, steps))
     num_chunks = math.ceil(steps / chunk)
     init_all, run_chunk, result_all = _programs(

@@ -105,10 +105,13 @@ def run_round(fed: Federation, variables, r: int, hp: ClientHParams, rng, round_
 
 def attacked_groups(rng, sel, attack_clients, group: int) -> list[list[int]]:
     """The round's attacked clients among the selected ``sel``: ``attack_clients`` drawn at
-    random (an int), or the listed ids that were selected (None: a round not attacked);
+    random (an int; -1: all of ``sel``, drawing nothing from ``rng``, so the other draws are
+    unchanged), or the listed ids that were selected (None: a round not attacked);
     under secure aggregation each with ``group - 1`` other selected clients (its aggregate)."""
     if attack_clients is None:
         att_ids = np.zeros((0,), int)
+    elif isinstance(attack_clients, int) and attack_clients == -1:  # audit: no draw
+        att_ids = np.asarray(sel, int)
     elif isinstance(attack_clients, int):
         att_ids = np.sort(rng.choice(sel, size=attack_clients, replace=False))
     else:

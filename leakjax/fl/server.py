@@ -312,8 +312,8 @@ def simulate(
       key: PRNG key (model init, shuffles).
       attack_rounds: rounds (0-based) at which the server records observations.
       attack_clients: how many of the round's selected clients to observe (chosen at
-        random), or an explicit list of client ids (those not selected that round are
-        skipped).
+        random; -1: all of them, drawing nothing), or an explicit list of client ids (those
+        not selected that round are skipped).
       variables: initial global variables (default: ``model.init``).
       mesh: optional 1-D Mesh with axis 'clients' to split clients across devices.
       progress: print one line per round.
