@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from leakjax import attacks, config_files, experiment
+from leakjax import attacks, config_files, experiment, scoring
 from leakjax.attacks import Attack, Reconstruction
 from leakjax.config import validate
 from leakjax.fl.rounds import attacked_groups
@@ -57,7 +57,7 @@ def _single_runs(config, workdir, indices):
     out = {}
     for i in indices:
         oc = experiment.attack_observations(p, [obs[i]], [truths[i]], attack_key, progress=False)
-        per_client = experiment._score(p, [obs[i]], [truths[i]], oc, history)[0]
+        per_client = scoring.score(p, [obs[i]], [truths[i]], oc, history)[0]
         out[int(obs[i].client_id)] = per_client[0]["psnr_max"]
     return out, obs
 
