@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from leakjax import labels as labels_lib
 from leakjax import settings as settings_lib
+from leakjax.attacks import base
 from leakjax.types import ConfigError
 
 # Keys of ``config.attack`` read by the run loop and the experiment, not by an attack.
@@ -62,6 +63,10 @@ class AttackSpec:
       example: ``(('model.name', 'fc2'), ...)``: config overrides under which the attack runs
         on the quickstart's data (its model requirements); the registry contract test
         (tests/test_attack_contract.py) runs every attack with them.
+      hyperparams: the settings fields that are traced (float scalars in jnp math or optax:
+        lr, prior weights): `hparams` extracts them, ``make(..., hparams=...)`` takes them
+        (`leakjax.attacks.base.hyperparams`) and `attacks.run` passes them to its compiled
+        programs as arguments, so other values reuse the program. Empty: ``make`` takes none.
     """
 
     name: str
@@ -75,6 +80,17 @@ class AttackSpec:
     kind: str = "optimization"
     sequential_on_cpu: Callable | None = None
     example: tuple[tuple[str, object], ...] = ()
+    hyperparams: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        fields = {f.name for f in dataclasses.fields(self.settings)}
+        unknown = sorted(set(self.hyperparams) - fields)
+        if unknown:
+            raise ValueError(f"{self.name}: hyperparams {unknown} are not settings fields")
+
+    def hparams(self, settings) -> dict:
+        """The traced hyperparameters of bound ``settings``: {name: float32 scalar}."""
+        return base.hyperparams(settings, self.hyperparams)
 
     def allowed_labels(self) -> tuple[str, ...]:
         out = ["auto"] if self.auto_labels else []
@@ -120,8 +136,13 @@ class AttackSpec:
             self.check(cfg, mode)
         return cfg
 
-    def build(self, obs, model, acfg, *, box, labels=None):
-        return self.make(obs, model, self.bind(acfg), steps=int(acfg.steps), box=box, labels=labels)
+    def build(self, obs, model, acfg, *, box, labels=None, hparams=None):
+        """``make`` on bound ``config.attack``; ``hparams`` (traced values, `hparams`'s
+        keys) replace the settings' values of `hyperparams` (None: those values)."""
+        extra = {"hparams": hparams} if self.hyperparams else {}
+        return self.make(
+            obs, model, self.bind(acfg), steps=int(acfg.steps), box=box, labels=labels, **extra
+        )
 
     def sequential(self, acfg) -> bool:
         """`sequential_on_cpu` for ``config.attack`` (False when unset)."""
