@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from leakjax import attacks, models
-from leakjax.attacks import base, dlg, idlg
+from leakjax.attacks import base, dlf, dlg, grnn, idlg
 from leakjax.attacks import inverting_gradients as ig
 from leakjax.attacks.registry import AttackSpec
-from leakjax.fl.observation import gradient_observation, stack
+from leakjax.fl import ClientHParams
+from leakjax.fl.observation import fedavg_observation, gradient_observation, stack
 
 SHAPE = (16, 16, 1)  # the quickstart's digits, with the contract test's fc2
 BOX = (jnp.array([-2.0]), jnp.array([2.0]))
@@ -22,7 +23,15 @@ LRS = (0.05, 0.1, 0.2)
 
 # sha256[:16] of (restart images, losses) of `_digest`'s runs on the base commit 77c22e5
 # (lr / tv baked into the program as Python floats), XLA:CPU.
-BASE_COMMIT = {"ig": "2fac4b2e2f68761d", "dlg": "3265e9ff22bab7d5"}
+BASE_COMMIT = {
+    "ig": "2fac4b2e2f68761d",
+    "dlg": "3265e9ff22bab7d5",
+    "grnn": "75a2ceb5f7f52fa1",
+    "dlf": "d240cbcc6c7faf10",
+}
+# Traced scalars that XLA:CPU fuses differently from a constant (measured: GRNN's images differ
+# by at most 4.8e-7, 2.4e-7 of their range, after 4 RMSprop steps): relative bound.
+INEXACT = {"grnn": 1e-6}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +40,7 @@ def problem():
     v = model.init(jax.random.key(0))
     x = jax.random.uniform(jax.random.key(1), (2,) + SHAPE, minval=-1, maxval=1)
     y = jnp.array([3, 8])
-    return model, gradient_observation(model, v, x, y), y
+    return model, gradient_observation(model, v, x, y), y, (v, x)
 
 
 def _digest(res) -> str:
@@ -55,7 +64,7 @@ def _run(attack, steps, hparams=None, **kw):
 def test_three_learning_rates_compile_the_step_once(problem):
     """3 IG learning rates through `attacks.run`: the step is traced once (one program for all
     values, vmapped over the settings axis), the results differ, and each equals its own run."""
-    model, obs, y = problem
+    model, obs, y, _ = problem
     cfg = ig.IGConfig(tv=1e-3)
     traces = []
 
@@ -82,7 +91,7 @@ def test_three_learning_rates_compile_the_step_once(problem):
 
 def test_settings_axis_with_trials(problem):
     """2 settings x 2 trials: each setting's trial t uses trial t's restart keys."""
-    model, obs, y = problem
+    model, obs, y, _ = problem
     trials = stack([obs, obs])
     cfg = ig.IGConfig(tv=1e-3)
     fac = lambda o, hp: ig.make(o, model, cfg, steps=4, box=BOX, labels=y, hparams=hp)  # noqa: E731
@@ -101,12 +110,16 @@ def test_settings_axis_with_trials(problem):
     [
         ("ig", ig.make, ig.IGConfig(lr=0.1, tv=1e-3), 8),
         ("dlg", dlg.make, dlg.DLGConfig(lr=0.5), 4),
+        ("grnn", grnn.make, grnn.GRNNConfig(lr=1e-3, tv=1e-2), 4),
+        ("dlf", dlf.make, dlf.DLFConfig(lr=0.2, lr_final=0.5), 4),
     ],
 )
 def test_traced_equals_baked_in(problem, name, make, cfg, steps):
     """Traced hyperparameters give the baked-in constants' numbers bit for bit: those of
     ``hparams=None`` here, and those recorded on the base commit (XLA:CPU)."""
-    model, obs, y = problem
+    model, obs, y, (v, x) = problem
+    if name == "dlf":
+        obs = fedavg_observation(model, v, x, y, ClientHParams(lr=0.1, epochs=2, batch_size=1))
     spec = attacks.get(name)
     traced = _run(
         lambda hp: make(obs, model, cfg, steps=steps, box=BOX, labels=y, hparams=hp),
@@ -114,16 +127,24 @@ def test_traced_equals_baked_in(problem, name, make, cfg, steps):
         spec.hparams(cfg),
     )
     baked = _run(make(obs, model, cfg, steps=steps, box=BOX, labels=y), steps)
+    if jax.default_backend() == "cpu":
+        assert _digest(baked) == BASE_COMMIT[name]
+    if name in INEXACT:
+        scale = float(np.max(np.abs(baked.restarts.images)))
+        diff = float(np.max(np.abs(traced.restarts.images - baked.restarts.images)))
+        assert diff <= INEXACT[name] * scale
+        np.testing.assert_allclose(traced.losses, baked.losses, rtol=1e-6)
+        return
     np.testing.assert_array_equal(traced.restarts.images, baked.restarts.images)
     np.testing.assert_array_equal(traced.losses, baked.losses)
-    if jax.default_backend() == "cpu":
-        assert _digest(traced) == BASE_COMMIT[name]
 
 
 def test_specs_declare_their_hyperparams():
     assert attacks.get("ig").hyperparams == ("lr", "tv")
     assert attacks.get("dlg").hyperparams == ("lr",)
     assert attacks.get("idlg").hyperparams == ("lr",)
+    assert attacks.get("grnn").hyperparams == ("lr", "tv")
+    assert attacks.get("dlf").hyperparams == ("lr", "tv", "clip", "reorder")
     for name in attacks.names():
         spec = attacks.get(name)
         hp = spec.hparams(spec.settings())
@@ -134,7 +155,7 @@ def test_specs_declare_their_hyperparams():
 
 
 def test_bad_hparams_are_refused(problem):
-    model, obs, y = problem
+    model, obs, y, _ = problem
     with pytest.raises(ValueError, match=r"hparams \['lr'\] are not the attack's \['lr', 'tv'\]"):
         ig.make(obs, model, ig.IGConfig(), steps=4, box=BOX, hparams={"lr": 0.1})
     fac = lambda hp: ig.make(obs, model, ig.IGConfig(), steps=4, box=BOX, hparams=hp)  # noqa: E731
