@@ -249,9 +249,9 @@ def attack_observations(
             else:
                 trials = (stack([observations[i] for i in idx]), np.stack(given))
 
-            def factory(t):
+            def factory(t, hp):
                 obs, labels = t
-                return p.spec.build(obs, p.model, a, box=box, labels=labels)
+                return p.spec.build(obs, p.model, a, box=box, labels=labels, hparams=hp)
 
             res = attacks.run(
                 factory,
@@ -259,6 +259,7 @@ def attack_observations(
                 steps=int(a.steps),
                 restarts=int(a.restarts),
                 trials=trials,
+                hparams=p.spec.hparams(p.spec.bind(a)),  # traced: arguments of the program
                 chunk=int(a.chunk),
                 progress=progress,
                 name=f"{a.name}:{a.mode}:n={tag}x{len(idx)}",

@@ -9,6 +9,12 @@ observations), optionally the trials split across devices (jit + `NamedSharding`
 1-D mesh), progress lines, NaN/Inf detection per restart, checkpoints
 (`leakjax.attacks.checkpoint`), SIGINT/SIGTERM (`leakjax.attacks.signals`) and
 best-restart selection. Attacks never write files.
+
+Hyperparameters (``AttackSpec.hyperparams``: learning rates, prior weights) are traced, apart
+from the static settings: ``make(..., hparams={'lr': f32, ...})`` reads them from ``hparams``
+(`hyperparams`), and ``attacks.run(factory, ..., hparams=...)`` passes them to its jitted
+programs as arguments, so one compiled program serves any values (a leading axis on them runs
+several settings at once).
 """
 
 from __future__ import annotations
@@ -17,9 +23,24 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 
 from leakjax.types import Array, PRNGKey
+
+
+def hyperparams(settings, names: tuple[str, ...], given: dict | None = None) -> dict:
+    """An attack's traced hyperparameters: ``given`` (e.g. tracers from `attacks.run`), or
+    when None the fields ``names`` of ``settings`` as float32 scalars (baked-in constants).
+
+    Raises:
+      ValueError: ``given`` does not hold exactly ``names``.
+    """
+    if given is None:
+        return {n: jnp.float32(getattr(settings, n)) for n in names}
+    if set(given) != set(names):
+        raise ValueError(f"hparams {sorted(given)} are not the attack's {sorted(names)}")
+    return dict(given)
 
 
 class Reconstruction(NamedTuple):

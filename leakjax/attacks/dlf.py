@@ -54,7 +54,7 @@ import optax
 from flax import struct
 
 from leakjax.attacks import losses
-from leakjax.attacks.base import Attack, Reconstruction
+from leakjax.attacks.base import Attack, Reconstruction, hyperparams
 from leakjax.attacks.registry import AttackSpec, register
 from leakjax.attacks.simulation import SIMULATIONS, simulation_hparams
 from leakjax.fl.client import client_update, param_delta
@@ -266,7 +266,10 @@ def simulate(model, obs, x: Array, y: Array, simulation: str = "exact", remat: b
 # ----------------------------------------------------------------------------- attack
 
 
-def make(obs, model, cfg: DLFConfig, *, steps: int, box, labels=None) -> Attack:
+HYPERPARAMS = ("lr", "tv", "clip", "reorder")  # traced (`leakjax.attacks.base.hyperparams`)
+
+
+def make(obs, model, cfg: DLFConfig, *, steps: int, box, labels=None, hparams=None) -> Attack:
     """DLF against one FedAvg observation.
 
     Args:
@@ -277,11 +280,14 @@ def make(obs, model, cfg: DLFConfig, *, steps: int, box, labels=None) -> Attack:
       box: (lo, hi) per-channel bounds of valid normalized pixels.
       labels: int labels [N] (class-sorted counts from a label method, or the truth) or
         [E, N] (a label order per epoch copy). Required.
+      hparams: traced {'lr', 'tv', 'clip', 'reorder'} used instead of those settings (None:
+        the settings' values).
 
     Returns:
       `Attack`; ``result`` gives the merged reconstruction [N, H, W, C] and its labels.
     """
     check_config(cfg, obs.mode)
+    hp = hyperparams(cfg, HYPERPARAMS, hparams)
     if labels is None:
         raise ConfigError(
             "attack.labels: DLF needs fixed labels; set attack.labels='oracle' or a label-count "
@@ -303,9 +309,9 @@ def make(obs, model, cfg: DLFConfig, *, steps: int, box, labels=None) -> Attack:
         weights = jnp.ones((len(jax.tree.leaves(obs.update)),), jnp.float32)
     weights = weights / jnp.square(jnp.asarray(obs.hp.lr, jnp.float32)) / k_batches
     if cfg.lr_final == 1.0:
-        opt = optax.adam(cfg.lr)
+        opt = optax.adam(hp["lr"])
     else:
-        opt = optax.adam(optax.exponential_decay(cfg.lr, max(steps, 1), cfg.lr_final))
+        opt = optax.adam(optax.exponential_decay(hp["lr"], max(steps, 1), cfg.lr_final))
     conv = cfg.order_prior.endswith("_conv") and e > 1
 
     def terms(x, y, proj):
@@ -319,7 +325,7 @@ def make(obs, model, cfg: DLFConfig, *, steps: int, box, labels=None) -> Attack:
 
     def objective(x, y, proj, fac):
         rec, tv, clip, inv = terms(x, y, proj)
-        total = fac * rec + cfg.tv * tv + cfg.clip * clip + cfg.reorder * inv
+        total = fac * rec + hp["tv"] * tv + hp["clip"] * clip + hp["reorder"] * inv
         return total, {"match": rec, "order_prior": inv}
 
     def init(key):
@@ -365,5 +371,6 @@ SPEC = register(
         auto_labels="dimitrov",
         check=check_config,
         paper="Dimitrov et al. 2022, Data Leakage in Federated Averaging, TMLR, arXiv:2206.12395",
+        hyperparams=HYPERPARAMS,
     )
 )

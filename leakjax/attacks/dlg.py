@@ -36,7 +36,7 @@ import optax
 from flax import struct
 
 from leakjax.attacks import losses
-from leakjax.attacks.base import Attack, Reconstruction
+from leakjax.attacks.base import Attack, Reconstruction, hyperparams
 from leakjax.attacks.registry import AttackSpec, register, resolve_labels
 from leakjax.attacks.simulation import SIMULATIONS, simulated_update
 from leakjax.settings import Checked, setting
@@ -45,6 +45,7 @@ from leakjax.types import ConfigError
 LABEL_MODES = ("auto", "optimize", "fixed")
 LINESEARCHES = ("zoom", "none")
 INITS = ("randn", "uniform")
+HYPERPARAMS = ("lr",)  # traced (`leakjax.attacks.base.hyperparams`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,21 +96,22 @@ def check_config(cfg: DLGConfig, mode: str, label_modes=LABEL_MODES) -> None:
         raise ConfigError(f"attack.mode={mode!r} not in ('gradient', 'fedavg')")
 
 
-def lbfgs(cfg: DLGConfig) -> optax.GradientTransformationExtraArgs:
-    """The L-BFGS transformation of a DLG/iDLG config."""
+def lbfgs(cfg: DLGConfig, lr) -> optax.GradientTransformationExtraArgs:
+    """The L-BFGS transformation of a DLG/iDLG config with learning rate ``lr`` (traced)."""
     if cfg.linesearch == "zoom":
         ls = optax.scale_by_zoom_linesearch(
             max_linesearch_steps=int(cfg.linesearch_steps), initial_guess_strategy="one"
         )
     else:
         ls = None
-    return optax.lbfgs(learning_rate=cfg.lr, memory_size=int(cfg.memory), linesearch=ls)
+    return optax.lbfgs(learning_rate=lr, memory_size=int(cfg.memory), linesearch=ls)
 
 
-def matching_attack(obs, model, cfg: DLGConfig, fixed, *, box) -> Attack:
+def matching_attack(obs, model, cfg: DLGConfig, fixed, *, box, hparams=None) -> Attack:
     """L2 update matching with L-BFGS over images (and label logits if ``fixed`` is None).
 
-    Shared by DLG and iDLG. ``fixed``: int labels [B] or None (optimize soft labels).
+    Shared by DLG and iDLG. ``fixed``: int labels [B] or None (optimize soft labels);
+    ``hparams``: traced {'lr'} (None: ``cfg.lr``).
     """
     num = int(cfg.num_images or obs.num_samples)
     if obs.mode == "fedavg" and num != obs.num_samples:
@@ -119,7 +121,7 @@ def matching_attack(obs, model, cfg: DLGConfig, fixed, *, box) -> Attack:
     shape = (num,) + tuple(model.input_shape)
     c = int(model.num_classes)
     lo, hi = (jnp.asarray(b, jnp.float32) for b in box)
-    opt = lbfgs(cfg)
+    opt = lbfgs(cfg, hyperparams(cfg, HYPERPARAMS, hparams)["lr"])
 
     def objective(params):
         y = fixed if fixed is not None else jax.nn.softmax(params["y"], axis=-1)
@@ -172,6 +174,7 @@ def make(
     steps: int,
     box: tuple[jax.Array, jax.Array],
     labels=None,
+    hparams: dict | None = None,
 ) -> Attack:
     """DLG against one observation.
 
@@ -182,11 +185,12 @@ def make(
       steps: number of L-BFGS iterations (unused by the optimizer; kept for the interface).
       box: (lo, hi) per-channel bounds of valid normalized pixels (used by ``init='uniform'``).
       labels: fixed int labels [B] (true or inferred upstream), or None.
+      hparams: traced {'lr'} (a float32 scalar) used instead of ``cfg.lr``; None: ``cfg.lr``.
     """
     del steps
     check_config(cfg, obs.mode)
     _, fixed = resolve_labels(cfg.labels, labels, otherwise="optimize")
-    return matching_attack(obs, model, cfg, fixed, box=box)
+    return matching_attack(obs, model, cfg, fixed, box=box, hparams=hparams)
 
 
 def uses_zoom_linesearch(cfg: DLGConfig) -> bool:
@@ -205,5 +209,6 @@ SPEC = register(
         check=check_config,
         paper="Zhu, Liu, Han 2019, Deep Leakage from Gradients, arXiv:1906.08935",
         sequential_on_cpu=uses_zoom_linesearch,
+        hyperparams=HYPERPARAMS,
     )
 )

@@ -42,7 +42,7 @@ import optax
 from flax import struct
 
 from leakjax.attacks import losses
-from leakjax.attacks.base import Attack, Reconstruction
+from leakjax.attacks.base import Attack, Reconstruction, hyperparams
 from leakjax.attacks.registry import AttackSpec, register, resolve_labels
 from leakjax.attacks.simulation import SIMULATIONS, simulated_update
 from leakjax.models.conv import IMPLS
@@ -112,10 +112,13 @@ def grnn_loss(update, observed) -> Array:
     return sq + jnp.sqrt(jnp.maximum(sq, _TINY))
 
 
-def optimizer(cfg: GRNNConfig) -> optax.GradientTransformation:
+HYPERPARAMS = ("lr", "tv")  # traced (`leakjax.attacks.base.hyperparams`)
+
+
+def optimizer(cfg: GRNNConfig, lr) -> optax.GradientTransformation:
     """torch.optim.RMSprop(lr, alpha=decay, eps, momentum) as an optax transformation."""
     return optax.rmsprop(
-        cfg.lr,
+        lr,
         decay=cfg.decay,
         eps=cfg.eps,
         eps_in_sqrt=False,
@@ -123,7 +126,7 @@ def optimizer(cfg: GRNNConfig) -> optax.GradientTransformation:
     )
 
 
-def make(obs, model, cfg: GRNNConfig, *, steps: int, box, labels=None) -> Attack:
+def make(obs, model, cfg: GRNNConfig, *, steps: int, box, labels=None, hparams=None) -> Attack:
     """GRNN against one observation.
 
     Args:
@@ -133,12 +136,14 @@ def make(obs, model, cfg: GRNNConfig, *, steps: int, box, labels=None) -> Attack
       steps: number of optimization steps (unused: no schedule; kept for the interface).
       box: (lo, hi) per-channel bounds of valid normalized pixels.
       labels: fixed int labels [B] (true or inferred upstream), or None.
+      hparams: traced {'lr', 'tv'} used instead of ``cfg.lr``/``cfg.tv`` (None: those).
 
     Returns:
       `Attack`; ``result`` gives the generated images (in the box) and labels.
     """
     del steps
     check_config(cfg, obs.mode)
+    hp = hyperparams(cfg, HYPERPARAMS, hparams)
     num = cfg.num_images or obs.num_samples
     if obs.mode == "fedavg" and num != obs.num_samples:
         raise ConfigError(
@@ -148,7 +153,7 @@ def make(obs, model, cfg: GRNNConfig, *, steps: int, box, labels=None) -> Attack
 
     gen = GRNNGenerator(model.num_classes, tuple(model.input_shape), impl=cfg.conv_impl)
     lo, hi = (jnp.asarray(v, jnp.float32) for v in box)
-    opt = optimizer(cfg)
+    opt = optimizer(cfg, hp["lr"])
     scale = 1.0 / jnp.asarray(obs.hp.lr, jnp.float32) if obs.mode == "fedavg" else 1.0
     observed = jax.tree.map(lambda u: u * scale, obs.update)
 
@@ -163,7 +168,7 @@ def make(obs, model, cfg: GRNNConfig, *, steps: int, box, labels=None) -> Attack
             model, obs, x, targets, cfg.simulation, cfg.remat, factored=cfg.factored
         )
         upd = jax.tree.map(lambda u: u * scale, upd)
-        loss = grnn_loss(upd, observed) + cfg.tv * 2.0 * losses.tv_l2(img)
+        loss = grnn_loss(upd, observed) + hp["tv"] * 2.0 * losses.tv_l2(img)
         return loss, variables
 
     def init(key):
@@ -201,5 +206,6 @@ SPEC = register(
         label_modes=("auto", "generate", "optimize"),
         check=check_config,
         paper="Ren, Deng, Xie 2022, GRNN, ACM TIST, arXiv:2105.00529",
+        hyperparams=HYPERPARAMS,
     )
 )

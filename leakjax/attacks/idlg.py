@@ -55,6 +55,7 @@ def make(
     steps: int,
     box: tuple[jax.Array, jax.Array],
     labels=None,
+    hparams: dict | None = None,
 ) -> Attack:
     """iDLG against one observation (arguments as `leakjax.attacks.dlg.make`)."""
     del steps
@@ -68,7 +69,7 @@ def make(
     mode, fixed = resolve_labels(cfg.labels, labels, otherwise="idlg")
     if mode == "idlg":
         fixed = sign_rule_labels(obs.update, num)
-    return dlg.matching_attack(obs, model, cfg, fixed, box=box)
+    return dlg.matching_attack(obs, model, cfg, fixed, box=box, hparams=hparams)
 
 
 def check_config(cfg: IDLGConfig, mode: str) -> None:
@@ -87,5 +88,6 @@ SPEC = register(
             "Zhao, Mopuri, Bilen 2020, iDLG: Improved Deep Leakage from Gradients, arXiv:2001.02610"
         ),
         sequential_on_cpu=dlg.uses_zoom_linesearch,
+        hyperparams=dlg.HYPERPARAMS,
     )
 )

@@ -29,7 +29,7 @@ import optax
 from flax import struct
 
 from leakjax.attacks import losses
-from leakjax.attacks.base import Attack, Reconstruction
+from leakjax.attacks.base import Attack, Reconstruction, hyperparams
 from leakjax.attacks.registry import AttackSpec, register, resolve_labels
 from leakjax.attacks.simulation import SIMULATIONS, simulated_update
 from leakjax.labels.idlg import idlg_label
@@ -37,6 +37,7 @@ from leakjax.settings import Checked, setting
 from leakjax.types import ConfigError
 
 LABEL_MODES = ("auto", "idlg", "optimize", "fixed")
+HYPERPARAMS = ("lr", "tv")  # traced (`leakjax.attacks.base.hyperparams`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +112,7 @@ def make(
     steps: int,
     box: tuple[jax.Array, jax.Array],
     labels=None,
+    hparams: dict | None = None,
 ) -> Attack:
     """Inverting Gradients against one observation.
 
@@ -121,8 +123,11 @@ def make(
       steps: number of optimization steps (sets the lr milestones).
       box: (lo, hi) per-channel bounds of valid normalized pixels.
       labels: fixed int labels [B] (true or inferred upstream), or None.
+      hparams: traced {'lr', 'tv'} (float32 scalars) used instead of ``cfg.lr``/``cfg.tv``;
+        None: those settings' values.
     """
     check_config(cfg, obs.mode)
+    hp = hyperparams(cfg, HYPERPARAMS, hparams)
     num = cfg.num_images or obs.num_samples
     if obs.mode == "fedavg" and num != obs.num_samples:
         raise ConfigError(
@@ -140,7 +145,7 @@ def make(
 
     match = losses.MATCHING[cfg.loss]
     schedule = optax.piecewise_constant_schedule(
-        cfg.lr, {max(1, int(steps * m)): cfg.gamma for m in cfg.milestones}
+        hp["lr"], {max(1, int(steps * m)): cfg.gamma for m in cfg.milestones}
     )
     opt = optax.adam(schedule)
 
@@ -151,7 +156,7 @@ def make(
         upd = simulated_update(
             model, obs, x, labels_of(y_logits), cfg.simulation, cfg.remat, factored=cfg.factored
         )
-        return match(upd, obs.update) + cfg.tv * losses.tv_l1(x)
+        return match(upd, obs.update) + hp["tv"] * losses.tv_l1(x)
 
     def init(key):
         kx, ky = jax.random.split(key)
@@ -192,5 +197,6 @@ SPEC = register(
         label_modes=("auto", "idlg", "optimize"),
         check=check_config,
         paper="Geiping et al. 2020, Inverting Gradients, arXiv:2003.14053",
+        hyperparams=HYPERPARAMS,
     )
 )

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from leakjax import labels as labels_lib
 from leakjax import settings as settings_lib
+from leakjax.attacks import base
 from leakjax.types import ConfigError
 
 # Keys of ``config.attack`` read by the run loop and the experiment, not by an attack.
@@ -153,15 +154,35 @@ class AttackSpec(_Spec):
       kind: 'optimization' or 'analytic'.
       sequential_on_cpu: ``f(settings) -> bool``: `attacks.run`'s auto ``vmap_chunk`` runs
         this attack's restarts one after another on CPU in every mode (not only fedavg).
+      hyperparams: the settings fields that are traced (float scalars in jnp math or optax:
+        lr, prior weights): `hparams` extracts them, ``make(..., hparams=...)`` takes them
+        (`leakjax.attacks.base.hyperparams`) and `attacks.run` passes them to its compiled
+        programs as arguments, so other values reuse the program. Empty: ``make`` takes none.
     """
 
     label_modes: tuple[str, ...] = ("auto",)
     auto_labels: str | None = None
     kind: str = "optimization"
     sequential_on_cpu: Callable | None = None
+    hyperparams: tuple[str, ...] = ()
 
-    def build(self, obs, model, acfg, *, box, labels=None):
-        return self.make(obs, model, self.bind(acfg), steps=int(acfg.steps), box=box, labels=labels)
+    def __post_init__(self):
+        fields = {f.name for f in dataclasses.fields(self.settings)}
+        unknown = sorted(set(self.hyperparams) - fields)
+        if unknown:
+            raise ValueError(f"{self.name}: hyperparams {unknown} are not settings fields")
+
+    def hparams(self, settings) -> dict:
+        """The traced hyperparameters of bound ``settings``: {name: float32 scalar}."""
+        return base.hyperparams(settings, self.hyperparams)
+
+    def build(self, obs, model, acfg, *, box, labels=None, hparams=None):
+        """``make`` on bound ``config.attack``; ``hparams`` (traced values, `hparams`'s
+        keys) replace the settings' values of `hyperparams` (None: those values)."""
+        extra = {"hparams": hparams} if self.hyperparams else {}
+        return self.make(
+            obs, model, self.bind(acfg), steps=int(acfg.steps), box=box, labels=labels, **extra
+        )
 
     def sequential(self, acfg) -> bool:
         """`sequential_on_cpu` for ``config.attack`` (False when unset)."""

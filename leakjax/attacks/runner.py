@@ -10,6 +10,7 @@ healthy restart. `scan_chunks` is the chunk driver it shares with
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import pathlib
@@ -110,8 +111,9 @@ class _Setup(NamedTuple):
     trials: Any  # padded to a multiple of the devices, sharded
     keys: Array  # [padded, R] restart keys
     sharding: NamedSharding | None
-    num_trials: int  # real trials (the rest is padding)
+    num_trials: int  # real trials (the rest is padding): settings x trials per setting
     padded: int
+    settings: int  # hyperparameter settings (0: hparams without a leading axis, or none)
 
 
 def _all_finite(tree) -> Array:
@@ -143,15 +145,55 @@ def _shard(tree, sharding):
     return tree if sharding is None else jax.device_put(tree, sharding)
 
 
-def _setup(attack, key, trials, restarts: int, num_devices: int, trial_keys=None) -> _Setup:
-    """The factory, the (padded, sharded) trials and the restart keys
-    ``fold_in(fold_in(key, t), r)`` (``fold_in(trial_keys[t], r)`` when given)."""
-    if trials is None:
-        factory = lambda _: attack  # noqa: E731
-        trials = jnp.zeros((1,))
+def _num_settings(hparams, name: str) -> int:
+    """The leading (settings) axis of ``hparams``: 0 when every leaf is a scalar."""
+    dims = {jnp.ndim(a) for a in jax.tree.leaves(hparams)}
+    if not dims or dims == {0}:
+        return 0
+    sizes = {jnp.shape(a)[0] for a in jax.tree.leaves(hparams) if jnp.ndim(a) == 1}
+    if dims != {1} or len(sizes) != 1:
+        raise ValueError(f"{name}: hparams must be all scalars or all [S] vectors, got {hparams}")
+    return sizes.pop()
+
+
+def _with_hparams(attack, trials, hparams, name: str):
+    """(factory of one trial, trials, settings): the hyperparameters ride along with the trials
+    (so they are arguments of the jitted programs); ``S`` settings repeat the trials ``S``
+    times (setting-major)."""
+    if hparams is None:
+        return (lambda _: attack) if trials is None else attack, trials, 0
+    make = (lambda _, hp: attack(hp)) if trials is None else attack
+    trials = jnp.zeros((1,)) if trials is None else trials
+    per = jax.tree.leaves(trials)[0].shape[0]
+    settings = _num_settings(hparams, name)
+    if settings:
+        trials = jax.tree.map(lambda a: jnp.concatenate([jnp.asarray(a)] * settings), trials)
+        hparams = jax.tree.map(lambda h: jnp.repeat(jnp.asarray(h, jnp.float32), per), hparams)
     else:
-        factory = attack
+        hparams = jax.tree.map(lambda h: jnp.full((per,), h, jnp.float32), hparams)
+    return lambda th: make(*th), (trials, hparams), settings
+
+
+def _setup(
+    attack,
+    key,
+    trials,
+    restarts: int,
+    num_devices: int,
+    hparams=None,
+    name: str = "attack",
+    trial_keys=None,
+) -> _Setup:
+    """The factory, the (padded, sharded) trials and the restart keys
+    ``fold_in(fold_in(key, t), r)``, or ``fold_in(trial_keys[t], r)`` when given (``t``: the
+    trial's index within its hyperparameter setting; device padding repeats the last key)."""
+    factory, trials, settings = _with_hparams(attack, trials, hparams, name)
+    if trials is None:
+        trials = jnp.zeros((1,))
     num_trials = jax.tree.leaves(trials)[0].shape[0]
+    per = num_trials // max(settings, 1)
+    if trial_keys is not None and trial_keys.shape[0] != per:
+        raise ValueError(f"trial_keys holds {trial_keys.shape[0]} keys for {per} trials")
     sharding, padded = None, num_trials
     if num_devices != 1:
         mesh = client_mesh(num_devices, axis="trials")
@@ -159,19 +201,32 @@ def _setup(attack, key, trials, restarts: int, num_devices: int, trial_keys=None
             sharding = NamedSharding(mesh, P("trials"))
             padded = math.ceil(num_trials / mesh.size) * mesh.size
             trials = _pad_trials(trials, padded)
+    index = jnp.arange(padded)
+    pos = jnp.where(index < num_trials, index % per, index)
     if trial_keys is None:
-        trial_keys = jax.vmap(lambda t: jax.random.fold_in(key, t))(jnp.arange(padded))
-    elif trial_keys.shape[0] != num_trials:
-        raise ValueError(f"trial_keys holds {trial_keys.shape[0]} keys for {num_trials} trials")
+        per_trial = jax.vmap(lambda t: jax.random.fold_in(key, t))(pos)
     else:
-        trial_keys = _pad_trials(trial_keys, padded)
-
-    def restart_keys(k):
-        return jax.vmap(lambda r: jax.random.fold_in(k, r))(jnp.arange(restarts))
-
-    keys = jax.vmap(restart_keys)(trial_keys)
+        per_trial = trial_keys[jnp.minimum(pos, per - 1)]
+    keys = jax.vmap(lambda k: jax.vmap(lambda r: jax.random.fold_in(k, r))(jnp.arange(restarts)))(
+        per_trial
+    )
     trials, keys = _shard(trials, sharding), _shard(keys, sharding)
-    return _Setup(factory, trials, keys, sharding, num_trials, padded)
+    return _Setup(factory, trials, keys, sharding, num_trials, padded, settings)
+
+
+def _split(res: RunResult, settings: int) -> list[RunResult]:
+    """One RunResult per hyperparameter setting (setting-major trial axis)."""
+    per = res.best.shape[0] // settings
+
+    def part(h):
+        def cut(v):
+            if isinstance(v, Reconstruction):
+                return Reconstruction(*map(cut, v))
+            return v[h * per : (h + 1) * per] if isinstance(v, np.ndarray) else v
+
+        return RunResult(**{f.name: cut(getattr(res, f.name)) for f in dataclasses.fields(res)})
+
+    return [part(h) for h in range(settings)]
 
 
 def _programs(factory, *, steps: int, chunk: int, vmap_chunk: int, sharded: bool):
@@ -304,11 +359,14 @@ def run(
     num_devices: int = 1,
     vmap_chunk: int = 0,
     trial_keys: Array | None = None,
-) -> RunResult:
+    hparams: Any = None,
+) -> RunResult | list[RunResult]:
     """Run an attack for ``steps`` steps, ``restarts`` restarts, over ``trials``.
 
     Args:
-      attack: an `Attack`, or a factory ``f(trial) -> Attack`` when ``trials`` is given.
+      attack: an `Attack`, or a factory ``f(trial) -> Attack`` when ``trials`` is given;
+        with ``hparams``: a factory ``f(hparams) -> Attack``, or ``f(trial, hparams)`` with
+        ``trials``.
       key: PRNG key; restart r of trial t uses ``fold_in(fold_in(key, t), r)`` (see
         ``trial_keys``).
       steps: optimization steps.
@@ -342,22 +400,28 @@ def run(
       trial_keys: optional [T] keys, one per trial: restart r of trial t then uses
         ``fold_in(trial_keys[t], r)`` (``key`` is unused), so a trial's result does not
         depend on its position among the trials (`leakjax.experiment.attack_observations`).
+      hparams: the attack's traced hyperparameters (`AttackSpec.hparams`: a pytree of float
+        scalars), passed to the factory inside the jitted programs as arguments: other values
+        run the same compiled program. Leaves with a leading axis ``S`` (all of them): ``S``
+        settings run at once, each on every trial with the same restart keys (vmapped like
+        the trials, as ``S x trials`` trials), and `run` returns one RunResult per setting.
 
     Returns:
-      RunResult; ``seconds`` is the wall time of all parts of a resumed run together,
-      ``seconds_parts`` each part's.
+      RunResult (a list of ``S`` with ``S`` hyperparameter settings); ``seconds`` is the wall
+      time of all parts of a resumed run together, ``seconds_parts`` each part's.
 
     Raises:
       Interrupted: SIGINT/SIGTERM arrived; raised at the end of the chunk it arrived in,
         after the state was written to ``checkpoint`` (if given). When that chunk was the
         last one, the state is written and the result returned (all steps were done); inside
         an enclosing `catch_signals` the caller sees the flag and stops before its next run.
-      ValueError: ``steps < 1``, or a checkpoint that cannot be resumed.
+      ValueError: ``steps < 1``, a checkpoint that cannot be resumed, or ``hparams`` leaves
+        that mix scalars and vectors (or vectors of different lengths).
     """
     if steps < 1:
         raise ValueError(f"{name}: steps must be >= 1, got {steps}")
     t0 = time.perf_counter()
-    s = _setup(attack, key, trials, restarts, num_devices, trial_keys)
+    s = _setup(attack, key, trials, restarts, num_devices, hparams, name, trial_keys)
     chunk = max(1, min(chunk, steps))
     num_chunks = math.ceil(steps / chunk)
     init_all, run_chunk, result_all = _programs(
@@ -413,7 +477,7 @@ def run(
     rec = Reconstruction(*(None if a is None else np.asarray(a)[: s.num_trials] for a in rec))
     best_rec, best, alive, final = _select(rec, carry, s.num_trials)
     seconds_parts = parts()
-    return RunResult(
+    res = RunResult(
         reconstruction=best_rec,
         restarts=rec,
         losses=np.concatenate(all_losses, axis=-1)[..., :steps],
@@ -427,3 +491,4 @@ def run(
         compile_seconds=compile_seconds,
         seconds_parts=seconds_parts,
     )
+    return _split(res, s.settings) if s.settings else res
