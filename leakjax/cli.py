@@ -22,7 +22,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from leakjax import attacks, config_files, defenses, experiment
+from leakjax import attacks, config_files, defenses, distributed, experiment
 from leakjax import settings as settings_lib
 from leakjax.attacks.registry import RUN_KEYS
 from leakjax.config import NO_ATTACK, unknown_key
@@ -44,6 +44,11 @@ _LIST = flags.DEFINE_enum(
     "Print the attacks (or one attack's settings with "
     "--config.attack.name) or the defenses with their defaults, and exit.",
 )
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Multi-process run: process 0's HOST:PORT (jax.distributed)."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process run: processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process run: this process, 0..N-1.")
 _CACHE = flags.DEFINE_string(
     "jax_cache_dir",
     os.environ.get("LEAKJAX_JAX_CACHE", str(pathlib.Path.home() / ".cache" / "leakjax" / "jax")),
@@ -209,6 +214,7 @@ def main(argv) -> None:
     if not _WORKDIR.value:
         _fail("--workdir is required (a new or empty directory)")
     workdir = os.path.expanduser(_WORKDIR.value)  # once: a quoted '~/runs/x' is the home's
+    _start_processes()
 
     if not _DEBUG.value:  # "Unable to initialize backend 'tpu'" on every CPU run
         logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
@@ -247,6 +253,20 @@ def main(argv) -> None:
     )
     print("summary: " + ", ".join(f"{k}={summary.get(k)}" for k in keys if k in summary))
     print(f"results in {workdir}")
+
+
+def _start_processes() -> None:
+    """--coordinator_address/--num_processes/--process_id: `leakjax.distributed.initialize`
+    before any JAX use (checked together: one line, exit 2)."""
+    flag_values = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    try:
+        multi = distributed.check_flags(*flag_values)
+        if multi and _RESUME.value and _NUM_PROCESSES.value > 1:
+            raise ConfigError("--resume is not supported with --num_processes > 1 yet")
+    except ConfigError as e:
+        _fail(str(e))
+    if multi:
+        distributed.initialize(*flag_values)
 
 
 def _one_line(e: BaseException) -> str:

@@ -28,6 +28,7 @@ from leakjax import (
     data,
     defenses,
     models,
+    distributed,
     plan,
     report,
     scoring,
@@ -322,9 +323,10 @@ def _federate(p: Prepared, workdir, sim_key, rng, *, resume: bool, progress: boo
         variables = p.model.init(jax.random.fold_in(sim_key, 0))
         history, observations, truths = {"round": [0]}, [], []
     fl_seconds = time.perf_counter() - t0
-    report.write_json(workdir / "fl_history.json", history)
-    if not (resume and cache_path.exists()):
-        fl_cache.save(cache_path, variables, history, observations, truths)
+    if distributed.is_main_process():
+        report.write_json(workdir / "fl_history.json", history)
+        if not (resume and cache_path.exists()):
+            fl_cache.save(cache_path, variables, history, observations, truths)
     if a.mode == "gradient" and not no_attack:
         observations, truths = _gradient_observations(p, variables, rng)
     return variables, history, observations, truths, fl_seconds
@@ -358,6 +360,8 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False, 
             "(or pass --resume to continue an interrupted run)"
         )
     p = prepare(config)
+    distributed.barrier("leakjax: config checked")  # every process checked it: now write
+    main = distributed.is_main_process()  # the one process that writes files
     for note in notes:
         print(note, file=sys.stderr)
     if progress is None:
@@ -366,7 +370,7 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False, 
         return client_attack.run(p, workdir, progress=progress, resume=resume)
     a = config.attack
     ckdir = workdir / "checkpoints"
-    if not resume:
+    if not resume and main:
         workdir = report.prepare_workdir(workdir)
         write_config(config, workdir)
 
@@ -388,13 +392,15 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False, 
             truths,
             attack_key,
             progress=progress,
-            checkpoint_dir=ckdir,
+            # multi-process: no attack checkpoints yet (their state is sharded over processes)
+            checkpoint_dir=ckdir if jax.process_count() == 1 else None,
             resume=resume,
         )
     except KeyboardInterrupt:  # attacks.Interrupted included
         now = time.perf_counter()
         parts = time_parts(timing, resume, fl=fl_seconds, attack=now - t0, wall=now - t_start)
-        report.write_json(timing, parts)
+        if main:
+            report.write_json(timing, parts)
         raise
     attack_seconds = time.perf_counter() - t0
 
@@ -404,11 +410,12 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False, 
     summary = scoring.summary(p, per_client, observations, history, parts)
     all_failed = bool(per_client) and all(c["failed"] for c in per_client)
     summary["all_failed"] = all_failed
-    report.write_json(workdir / "metrics.json", {"summary": summary, "clients": per_client})
-    report.save_npz(workdir / "reconstruction.npz", **arrays)
-    report.write_csv(workdir / "summary.csv", [report.scalars(summary)])
-    scoring.write_figures(workdir, config, pairs_of, curves, history, per_client)
-    shutil.rmtree(ckdir, ignore_errors=True)  # results are complete; checkpoints are spent
+    if main:
+        report.write_json(workdir / "metrics.json", {"summary": summary, "clients": per_client})
+        report.save_npz(workdir / "reconstruction.npz", **arrays)
+        report.write_csv(workdir / "summary.csv", [report.scalars(summary)])
+        scoring.write_figures(workdir, config, pairs_of, curves, history, per_client)
+        shutil.rmtree(ckdir, ignore_errors=True)  # results are complete; checkpoints are spent
     if all_failed:
         raise NumericalError(
             f"{a.name}: every attacked client's reconstruction hit NaN/Inf "

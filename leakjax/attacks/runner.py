@@ -27,6 +27,7 @@ from jax.sharding import PartitionSpec as P
 from leakjax.attacks import checkpoint as ckpt
 from leakjax.attacks.base import Attack, Reconstruction, RunResult
 from leakjax.attacks.signals import Interrupted, catch_signals
+from leakjax.distributed import to_global, to_host
 from leakjax.fl.sharding import client_mesh
 from leakjax.progress import Progress
 from leakjax.types import Array, ConfigError, PRNGKey
@@ -142,7 +143,7 @@ def _pad_trials(tree, total: int):
 
 
 def _shard(tree, sharding):
-    return tree if sharding is None else jax.device_put(tree, sharding)
+    return to_global(tree, sharding)
 
 
 def _num_settings(hparams, name: str) -> int:
@@ -333,8 +334,8 @@ def _progress_fields(alive, last_loss, restarts: int) -> dict:
 def _select(rec: Reconstruction, carry: _Carry, num_trials: int):
     """Each trial's best restart: the lowest final loss among healthy restarts; when all
     failed, the last finite state of the restart with the lowest loss."""
-    alive = np.asarray(carry.alive)[:num_trials]
-    final = np.asarray(carry.last_loss)[:num_trials]
+    alive = to_host(carry.alive)[:num_trials]
+    final = to_host(carry.last_loss)[:num_trials]
     score = np.where(alive, final, np.inf)
     score = np.where(alive.any(axis=1, keepdims=True), score, final)
     best = np.argmin(np.nan_to_num(score, nan=np.inf), axis=1)
@@ -438,9 +439,9 @@ def run(
     parts = lambda: [*earlier, time.perf_counter() - t0]  # noqa: E731
 
     def fields(done, carry, losses):
-        all_losses.append(np.asarray(losses)[: s.num_trials])
-        alive = np.asarray(carry.alive)[: s.num_trials]
-        return _progress_fields(alive, np.asarray(carry.last_loss)[: s.num_trials], restarts)
+        all_losses.append(to_host(losses)[: s.num_trials])
+        alive = to_host(carry.alive)[: s.num_trials]
+        return _progress_fields(alive, to_host(carry.last_loss)[: s.num_trials], restarts)
 
     def after(c, done, carry):
         if on_chunk is not None:
@@ -474,7 +475,7 @@ def run(
         )
 
     rec = result_all(s.trials, carry.states)
-    rec = Reconstruction(*(None if a is None else np.asarray(a)[: s.num_trials] for a in rec))
+    rec = Reconstruction(*(None if a is None else to_host(a)[: s.num_trials] for a in rec))
     best_rec, best, alive, final = _select(rec, carry, s.num_trials)
     seconds_parts = parts()
     res = RunResult(
@@ -484,7 +485,7 @@ def run(
         final_loss=final,
         best=best,
         failed=~alive,
-        failed_step=np.asarray(carry.failed_step)[: s.num_trials],
+        failed_step=to_host(carry.failed_step)[: s.num_trials],
         trial_failed=~alive.any(axis=1),
         steps=steps,
         seconds=float(sum(seconds_parts)),

@@ -21,6 +21,7 @@ from jax.sharding import PartitionSpec as P
 
 from leakjax.fl import observation as obs_lib
 from leakjax.fl.client import ClientHParams, param_delta
+from leakjax.distributed import to_global
 from leakjax.fl.override import ClientOverride
 from leakjax.types import NumericalError
 
@@ -148,7 +149,7 @@ def train_selected(
     xs, ys, ns, ks = shape(x_all[sel_p]), shape(y_all[sel_p]), shape(n_sel), shape(keys)
     if mesh is not None:
         spec = NamedSharding(mesh, P(None, "clients"))
-        xs, ys, ns, ks = (jax.device_put(a, spec) for a in (xs, ys, ns, ks))
+        xs, ys, ns, ks = to_global((xs, ys, ns, ks), spec)
     server_key = jax.random.fold_in(round_key, num_clients)  # client keys use ids < N
     new_vars, att_vars, loss = train_round(
         variables, xs, ys, ns, ks, jnp.float32(hp.lr), jnp.asarray(att_pos), server_key

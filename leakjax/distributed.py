@@ -1,0 +1,104 @@
+"""Multi-process runs (``jax.distributed``): one process per host, one global device mesh.
+
+``leakjax --coordinator_address=HOST:PORT --num_processes=N --process_id=I`` (the same
+command on every process, ``I`` = 0..N-1) calls `initialize` before any JAX use; then
+``jax.devices()`` lists every process's devices, so ``fl.num_devices`` /
+``attack.num_devices`` (0: all) shard FedAvg's clients and the attack's trials over the
+global mesh (`leakjax.fl.sharding.client_mesh`). Every process computes the same program on
+the same (replicated host) inputs; only process 0 writes files (`is_main_process`).
+
+Short timeouts by default: a peer that dies makes the others abort within about
+``heartbeat_timeout`` seconds instead of JAX's 100-300 s (BUILD_NOTES, "Multi-process").
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from leakjax.types import ConfigError
+
+INIT_TIMEOUT_S = 60
+HEARTBEAT_TIMEOUT_S = 10
+
+
+def check_flags(coordinator_address, num_processes, process_id) -> bool:
+    """Validate the three flags together; True when a multi-process run is asked for.
+
+    All absent (None): one process. Raises ConfigError (one line naming the flags) otherwise.
+    """
+    given = [v is not None for v in (coordinator_address, num_processes, process_id)]
+    if not any(given):
+        return False
+    usage = (
+        "--coordinator_address=HOST:PORT --num_processes=N (>= 1) --process_id=I "
+        "(0 <= I < N) must be given together"
+    )
+    if not all(given):
+        raise ConfigError(usage)
+    host, _, port = str(coordinator_address).rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--coordinator_address={coordinator_address!r} is not HOST:PORT; {usage}")
+    if int(num_processes) < 1:
+        raise ConfigError(f"--num_processes={num_processes} is not >= 1; {usage}")
+    if not 0 <= int(process_id) < int(num_processes):
+        raise ConfigError(f"--process_id={process_id} is not in [0, {num_processes}); {usage}")
+    return True
+
+
+def initialize(
+    coordinator_address: str,
+    num_processes: int,
+    process_id: int,
+    *,
+    initialization_timeout: int = INIT_TIMEOUT_S,
+    heartbeat_timeout: int = HEARTBEAT_TIMEOUT_S,
+) -> None:
+    """`jax.distributed.initialize` with short timeouts; call before any JAX computation."""
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address,
+        num_processes=int(num_processes),
+        process_id=int(process_id),
+        initialization_timeout=int(initialization_timeout),
+        heartbeat_timeout_seconds=int(heartbeat_timeout),
+    )
+
+
+def is_main_process() -> bool:
+    """True on process 0 (the one that writes files), and in a single-process run."""
+    return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+    """Wait until every process reaches ``name`` (nothing to wait for in one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def to_global(tree, sharding):
+    """``jax.device_put(tree, sharding)`` that also works when ``sharding`` spans other
+    processes' devices: each leaf must hold the same value on every process (typed PRNG keys
+    go through their key data, which `jax.device_put` refuses to place across processes)."""
+    if sharding is None:
+        return tree
+
+    def put(x):
+        if jax.process_count() > 1 and jax.dtypes.issubdtype(
+            getattr(x, "dtype", None), jax.dtypes.prng_key
+        ):
+            impl = jax.random.key_impl(x)
+            return jax.random.wrap_key_data(jax.device_put(jax.random.key_data(x), sharding), impl=impl)
+        return jax.device_put(x, sharding)
+
+    return jax.tree.map(put, tree)
+
+
+def to_host(x) -> np.ndarray:
+    """A (possibly sharded across processes) array as one numpy array on every process."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
