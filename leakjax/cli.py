@@ -252,7 +252,8 @@ def main(argv) -> None:
         "wall_seconds",
     )
     print("summary: " + ", ".join(f"{k}={summary.get(k)}" for k in keys if k in summary))
-    print(f"results in {workdir}")
+    if distributed.is_main_process():
+        print(f"results in {workdir}")
 
 
 def _start_processes() -> None:

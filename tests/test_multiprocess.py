@@ -1,0 +1,177 @@
+"""Multi-process runs (issue 30): ``jax.distributed`` on localhost, 2 processes x 2 fake CPU
+devices, against one process with 4 fake devices.
+
+Every process is started under ``timeout -k 10 N`` (after ``jax.distributed.initialize`` JAX
+catches SIGTERM, so only the SIGKILL stops a hung process) and the test checks exit codes,
+not exceptions (a dead peer ends the others with ``abort()``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from leakjax import distributed
+from leakjax.types import ConfigError
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# the tiny quickstart, smaller still: FedAvg's clients and the attack's trials on every device
+RUN = (
+    f"--config={ROOT / 'configs' / 'quickstart.py'}:tiny",
+    "--config.fl.num_devices=0",
+    "--config.attack.num_devices=0",
+    "--config.fl.num_clients=16",
+    "--config.fl.rounds=1",
+    "--config.attack.steps=4",
+    "--config.attack.chunk=2",
+    "--jax_cache_dir=",
+)
+LIMIT_S = 170  # per process (timeout -k 10 LIMIT_S)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(devices: int) -> dict:
+    env = {k: v for k, v in os.environ.items() if "_proxy" not in k.lower()}  # JAX warns
+    env.update(
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        JAX_PLATFORMS="cpu",
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+    )
+    return env
+
+
+def _start(args, cwd, devices, limit=LIMIT_S, kill_after=None):
+    """One ``leakjax`` process under ``timeout -k 10 limit`` (or ``timeout -s KILL
+    kill_after``: a process killed early)."""
+    guard = (
+        ["timeout", "-s", "KILL", str(kill_after)]
+        if kill_after
+        else ["timeout", "-k", "10", str(limit)]
+    )
+    pathlib.Path(cwd).mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [*guard, sys.executable, "-m", "leakjax", *args],
+        cwd=cwd,
+        env=_env(devices),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _pair(tmp_path, extra=(), kill_after=(None, None)):
+    """Two processes x 2 devices on 127.0.0.1, each in its own cwd with workdir ``wd``."""
+    addr = f"127.0.0.1:{_free_port()}"
+    return [
+        _start(
+            [*RUN, *extra, "--workdir=wd", f"--coordinator_address={addr}",
+             "--num_processes=2", f"--process_id={i}"],
+            tmp_path / f"p{i}",
+            devices=2,
+            kill_after=kill_after[i],
+        )
+        for i in range(2)
+    ]
+
+
+def _finish(procs):
+    outs = [p.communicate(timeout=LIMIT_S + 30)[0] for p in procs]
+    return [p.returncode for p in procs], outs
+
+
+def _metrics(workdir: pathlib.Path):
+    m = json.loads((workdir / "metrics.json").read_text())
+    clients = sorted(m["clients"], key=lambda c: c["client_id"])
+    return {
+        "client_id": [c["client_id"] for c in clients],
+        "psnr": [c["psnr"] for c in clients],
+        "final_loss": [c["final_loss"] for c in clients],
+        "test_acc": m["summary"]["final_test_acc"],
+        "psnr_mean": m["summary"]["psnr_mean"],
+    }
+
+
+def test_flags_are_checked_together():
+    assert distributed.check_flags(None, None, None) is False
+    assert distributed.check_flags("127.0.0.1:1234", 2, 1) is True
+    for bad in [
+        ("127.0.0.1:1234", None, None),
+        (None, 2, 0),
+        ("127.0.0.1", 2, 0),
+        ("127.0.0.1:99999", 2, 0),
+        ("127.0.0.1:1234", 0, 0),
+        ("127.0.0.1:1234", 2, 2),
+        ("127.0.0.1:1234", 2, -1),
+    ]:
+        with pytest.raises(ConfigError, match="--coordinator_address=HOST:PORT"):
+            distributed.check_flags(*bad)
+
+
+def test_cli_rejects_partial_flags(tmp_path):
+    """One flag of three: one line naming all three, exit 2, no workdir, no process waits."""
+    p = _start([*RUN, "--workdir=wd", "--num_processes=2"], tmp_path, devices=1, limit=60)
+    (rc,), (out,) = _finish([p])
+    assert rc == 2, out
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--coordinator_address=HOST:PORT" in lines[0], out
+    assert not (tmp_path / "wd").exists()
+
+
+def test_bad_config_exits_2_on_every_process(tmp_path):
+    """A bad setting: both processes print the same one line and exit 2; nothing written."""
+    t0 = time.perf_counter()
+    rcs, outs = _finish(_pair(tmp_path, extra=("--config.fl.lr=-1",)))
+    seconds = time.perf_counter() - t0
+    assert rcs == [2, 2], outs
+    assert all("fl.lr" in out for out in outs), outs
+    assert not (tmp_path / "p0" / "wd").exists() and not (tmp_path / "p1" / "wd").exists()
+    assert seconds < 120, seconds  # both exit after their own check, no wait for a peer
+
+
+@pytest.mark.slow  # 2-3 min on a loaded 2-core machine (BUILD_NOTES, "Multi-process")
+def test_two_processes_equal_one_process(tmp_path):
+    """2 processes x 2 devices give the metrics of 1 process x 4 devices; only process 0
+    wrote files (process 1's cwd has no workdir)."""
+    t0 = time.perf_counter()
+    ref = _start([*RUN, "--workdir=wd"], tmp_path / "ref", devices=4)
+    (ref_rc,), (ref_out,) = _finish([ref])
+    t1 = time.perf_counter()
+    rcs, outs = _finish(_pair(tmp_path))
+    t2 = time.perf_counter()
+    print(f"1 process x 4 devices: {t1 - t0:.1f} s; 2 processes x 2 devices: {t2 - t1:.1f} s")
+    assert ref_rc == 0, ref_out
+    assert rcs == [0, 0], outs
+    assert not (tmp_path / "p1" / "wd").exists(), sorted((tmp_path / "p1").rglob("*"))
+    assert list((tmp_path / "p1").iterdir()) == []
+    got, want = _metrics(tmp_path / "p0" / "wd"), _metrics(tmp_path / "ref" / "wd")
+    assert got["client_id"] == want["client_id"]
+    for k in ("psnr", "final_loss", "test_acc", "psnr_mean"):
+        print(k, "max abs diff", np.max(np.abs(np.subtract(got[k], want[k]))))
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5, err_msg=k)
+    cfg = json.loads((tmp_path / "p0" / "wd" / "config.json").read_text())
+    assert cfg["_meta"]["device"]["num_devices"] == 4
+
+
+@pytest.mark.slow
+def test_killed_process_ends_the_other(tmp_path):
+    """Process 1 killed (SIGKILL) mid-run: process 0 exits non-zero within ~60 s, no hang."""
+    procs = _pair(tmp_path, kill_after=(None, 25))
+    t0 = time.perf_counter()
+    rcs, outs = _finish(procs)
+    seconds = time.perf_counter() - t0
+    assert rcs[1] in (124, 137, -9), outs[1]
+    assert rcs[0] != 0, outs[0]
+    assert seconds < 25 + 60, (seconds, outs[0][-2000:])
