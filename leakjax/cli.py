@@ -44,11 +44,9 @@ _LIST = flags.DEFINE_enum(
     "Print the attacks (or one attack's settings with "
     "--config.attack.name) or the defenses with their defaults, and exit.",
 )
-_COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", None, "Multi-process run: process 0's HOST:PORT (jax.distributed)."
-)
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process run: processes.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process run: this process, 0..N-1.")
+distributed.define_flags()  # --coordinator_address, --num_processes, --process_id
+for _name in distributed.FLAG_NAMES:
+    flags.declare_key_flag(_name)
 _CACHE = flags.DEFINE_string(
     "jax_cache_dir",
     os.environ.get("LEAKJAX_JAX_CACHE", str(pathlib.Path.home() / ".cache" / "leakjax" / "jax")),
@@ -214,7 +212,10 @@ def main(argv) -> None:
     if not _WORKDIR.value:
         _fail("--workdir is required (a new or empty directory)")
     workdir = os.path.expanduser(_WORKDIR.value)  # once: a quoted '~/runs/x' is the home's
-    _start_processes()
+    try:  # a multi-process run: jax.distributed before any JAX use
+        distributed.start_from_flags(resume=_RESUME.value)
+    except ConfigError as e:
+        _fail(str(e))
 
     if not _DEBUG.value:  # "Unable to initialize backend 'tpu'" on every CPU run
         logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
@@ -254,20 +255,6 @@ def main(argv) -> None:
     print("summary: " + ", ".join(f"{k}={summary.get(k)}" for k in keys if k in summary))
     if distributed.is_main_process():
         print(f"results in {workdir}")
-
-
-def _start_processes() -> None:
-    """--coordinator_address/--num_processes/--process_id: `leakjax.distributed.initialize`
-    before any JAX use (checked together: one line, exit 2)."""
-    flag_values = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    try:
-        multi = distributed.check_flags(*flag_values)
-        if multi and _RESUME.value and _NUM_PROCESSES.value > 1:
-            raise ConfigError("--resume is not supported with --num_processes > 1 yet")
-    except ConfigError as e:
-        _fail(str(e))
-    if multi:
-        distributed.initialize(*flag_values)
 
 
 def _one_line(e: BaseException) -> str:

@@ -20,6 +20,36 @@ from leakjax.types import ConfigError
 
 INIT_TIMEOUT_S = 60
 HEARTBEAT_TIMEOUT_S = 10
+FLAG_NAMES = ("coordinator_address", "num_processes", "process_id")
+
+
+def define_flags() -> None:
+    """The three absl flags of `leakjax` and `leakjax-sweep` (defined once per program; each
+    command adopts them with ``flags.declare_key_flag`` so that its --help lists them)."""
+    from absl import flags
+
+    if FLAG_NAMES[0] in flags.FLAGS:
+        return
+    flags.DEFINE_string(
+        FLAG_NAMES[0], None, "Multi-process run: process 0's HOST:PORT (jax.distributed)."
+    )
+    flags.DEFINE_integer(FLAG_NAMES[1], None, "Multi-process run: the number of processes.")
+    flags.DEFINE_integer(FLAG_NAMES[2], None, "Multi-process run: this process, 0..N-1.")
+
+
+def start_from_flags(*, resume: bool = False) -> None:
+    """Check the three flags together and, when given, `initialize` (before any JAX use).
+
+    Raises ConfigError (one line) for a bad combination, and for ``resume`` with several
+    processes (not supported yet)."""
+    from absl import flags
+
+    values = [flags.FLAGS[name].value for name in FLAG_NAMES]
+    if not check_flags(*values):
+        return
+    if resume and int(values[1]) > 1:
+        raise ConfigError("--resume is not supported with --num_processes > 1 yet")
+    initialize(*values)
 
 
 def check_flags(coordinator_address, num_processes, process_id) -> bool:

@@ -40,7 +40,7 @@ import traceback
 import numpy as np
 from absl import app, flags
 
-from leakjax import config_files, experiment, figures, plan, report
+from leakjax import config_files, distributed, experiment, figures, plan, report
 from leakjax.types import ConfigError
 
 COLUMNS = (
@@ -195,7 +195,10 @@ def run_sweep(
             "(or pass --resume to continue that sweep)"
         )
     configs = check(specs, progress=progress)
-    root.mkdir(parents=True, exist_ok=True)
+    distributed.barrier("leakjax-sweep: configs checked")  # every process: now process 0 writes
+    main = distributed.is_main_process()
+    if main:
+        root.mkdir(parents=True, exist_ok=True)
     rows, used = [], set()
     for i, (spec, cfg) in enumerate(zip(specs, configs, strict=True), 1):
         base_spec, _, variant = spec.partition("#")
@@ -218,18 +221,23 @@ def run_sweep(
                 again = resume and wd.exists() and (wd / "config.json").exists()
                 if resume and wd.exists() and not again:
                     shutil.rmtree(wd)  # failed before it wrote anything: start afresh
-                (root / f"{name}.error.txt").unlink(missing_ok=True)
+                if main:
+                    (root / f"{name}.error.txt").unlink(missing_ok=True)
                 summary = experiment.run(cfg, wd, progress=progress, resume=again)
             row.update({k: _last(summary[k]) for k in COLUMNS if k in summary})
         except Exception as e:  # noqa: BLE001 - record and go on
             row["status"] = "failed"
             row["error"] = f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]
             row["wall_seconds"] = round(time.perf_counter() - t0, 1)
-            (root / f"{name}.error.txt").write_text(traceback.format_exc())
+            if main:
+                (root / f"{name}.error.txt").write_text(traceback.format_exc())
             print(f"!!! {spec} failed: {row['error']}", flush=True)
         rows.append({k: row.get(k) for k in COLUMNS})
-        report.write_csv(root / "results.csv", rows)
-        report.write_markdown_table(root / "results.md", rows, columns=list(COLUMNS))
+        if main:
+            report.write_csv(root / "results.csv", rows)
+            report.write_markdown_table(root / "results.md", rows, columns=list(COLUMNS))
+    if not main:
+        return rows
     contact_sheet(root, [r["experiment"] for r in rows])
     fl_accuracy_plot(root, [r["experiment"] for r in rows])
     if any(r.get("defense") not in (None, "none") for r in rows):
@@ -308,6 +316,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "New or empty directory for the 
 _RESUME = flags.DEFINE_bool(
     "resume", False, "Continue the sweep in --workdir: finished experiments are not rerun."
 )
+distributed.define_flags()  # --coordinator_address, --num_processes, --process_id
+for _name in distributed.FLAG_NAMES:
+    flags.declare_key_flag(_name)
 
 
 def main(argv) -> None:
@@ -318,6 +329,7 @@ def main(argv) -> None:
 
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # the TPU INFO line
     try:
+        distributed.start_from_flags(resume=_RESUME.value)  # before any JAX use
         rows = run_sweep(expand(_CONFIGS.value), _WORKDIR.value, resume=_RESUME.value)
     except ConfigError as e:
         _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)

@@ -33,6 +33,21 @@ RUN = (
     "--config.attack.chunk=2",
     "--jax_cache_dir=",
 )
+# the same run as a config file (leakjax-sweep takes no overrides)
+SWEEP_CONFIG = f"""
+import importlib.util
+
+_spec = importlib.util.spec_from_file_location("qs", {str(ROOT / "configs" / "quickstart.py")!r})
+_qs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_qs)
+
+
+def get_config(preset=""):
+    c = _qs.get_config("tiny")
+    c.fl.num_devices = c.attack.num_devices = 0
+    c.fl.num_clients, c.fl.rounds, c.attack.steps, c.attack.chunk = 16, 1, 4, 2
+    return c
+"""
 LIMIT_S = 170  # per process (timeout -k 10 LIMIT_S)
 
 
@@ -62,8 +77,9 @@ def _start(args, cwd, devices, limit=LIMIT_S, kill_after=None):
         else ["timeout", "-k", "10", str(limit)]
     )
     pathlib.Path(cwd).mkdir(parents=True, exist_ok=True)
+    module = "leakjax.sweep" if args[0].startswith("--configs=") else "leakjax"
     return subprocess.Popen(
-        [*guard, sys.executable, "-m", "leakjax", *args],
+        [*guard, sys.executable, "-m", module, *args],
         cwd=cwd,
         env=_env(devices),
         stdout=subprocess.PIPE,
@@ -72,12 +88,12 @@ def _start(args, cwd, devices, limit=LIMIT_S, kill_after=None):
     )
 
 
-def _pair(tmp_path, extra=(), kill_after=(None, None)):
+def _pair(tmp_path, extra=(), kill_after=(None, None), program=RUN):
     """Two processes x 2 devices on 127.0.0.1, each in its own cwd with workdir ``wd``."""
     addr = f"127.0.0.1:{_free_port()}"
     return [
         _start(
-            [*RUN, *extra, "--workdir=wd", f"--coordinator_address={addr}",
+            [*program, *extra, "--workdir=wd", f"--coordinator_address={addr}",
              "--num_processes=2", f"--process_id={i}"],
             tmp_path / f"p{i}",
             devices=2,
@@ -128,6 +144,29 @@ def test_cli_rejects_partial_flags(tmp_path):
     lines = [ln for ln in out.splitlines() if ln.strip()]
     assert len(lines) == 1 and "--coordinator_address=HOST:PORT" in lines[0], out
     assert not (tmp_path / "wd").exists()
+
+
+def _sweep_args(tmp_path):
+    (tmp_path / "mp_tiny.py").write_text(SWEEP_CONFIG)
+    return (f"--configs={tmp_path / 'mp_tiny.py'}",)
+
+
+def test_sweep_rejects_partial_flags(tmp_path):
+    args = (*_sweep_args(tmp_path), "--workdir=wd", "--process_id=0")
+    p = _start(args, tmp_path / "cwd", devices=1, limit=60)
+    (rc,), (out,) = _finish([p])
+    assert rc == 2 and "--coordinator_address=HOST:PORT" in out, out
+    assert not (tmp_path / "cwd" / "wd").exists()
+
+
+@pytest.mark.slow  # about 1.5 min on a loaded 2-core machine
+def test_sweep_on_two_processes(tmp_path):
+    """leakjax-sweep on 2 processes: every experiment runs over both; only process 0 writes."""
+    rcs, outs = _finish(_pair(tmp_path, program=_sweep_args(tmp_path)))
+    assert rcs == [0, 0], outs
+    assert (tmp_path / "p0" / "wd" / "results.csv").is_file()
+    assert (tmp_path / "p0" / "wd" / "mp_tiny" / "metrics.json").is_file()
+    assert list((tmp_path / "p1").iterdir()) == []
 
 
 def test_bad_config_exits_2_on_every_process(tmp_path):
