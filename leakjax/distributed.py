@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+from absl import flags
+from jax.experimental import multihost_utils
 
 from leakjax.types import ConfigError
 
@@ -26,8 +28,6 @@ FLAG_NAMES = ("coordinator_address", "num_processes", "process_id")
 def define_flags() -> None:
     """The three absl flags of `leakjax` and `leakjax-sweep` (defined once per program; each
     command adopts them with ``flags.declare_key_flag`` so that its --help lists them)."""
-    from absl import flags
-
     if FLAG_NAMES[0] in flags.FLAGS:
         return
     flags.DEFINE_string(
@@ -42,8 +42,6 @@ def start_from_flags(*, resume: bool = False) -> None:
 
     Raises ConfigError (one line) for a bad combination, and for ``resume`` with several
     processes (not supported yet)."""
-    from absl import flags
-
     values = [flags.FLAGS[name].value for name in FLAG_NAMES]
     if not check_flags(*values):
         return
@@ -68,7 +66,9 @@ def check_flags(coordinator_address, num_processes, process_id) -> bool:
         raise ConfigError(usage)
     host, _, port = str(coordinator_address).rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"--coordinator_address={coordinator_address!r} is not HOST:PORT; {usage}")
+        raise ConfigError(
+            f"--coordinator_address={coordinator_address!r} is not HOST:PORT; {usage}"
+        )
     if int(num_processes) < 1:
         raise ConfigError(f"--num_processes={num_processes} is not >= 1; {usage}")
     if not 0 <= int(process_id) < int(num_processes):
@@ -102,8 +102,6 @@ def is_main_process() -> bool:
 def barrier(name: str) -> None:
     """Wait until every process reaches ``name`` (nothing to wait for in one process)."""
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
         multihost_utils.sync_global_devices(name)
 
 
@@ -119,7 +117,9 @@ def to_global(tree, sharding):
             getattr(x, "dtype", None), jax.dtypes.prng_key
         ):
             impl = jax.random.key_impl(x)
-            return jax.random.wrap_key_data(jax.device_put(jax.random.key_data(x), sharding), impl=impl)
+            return jax.random.wrap_key_data(
+                jax.device_put(jax.random.key_data(x), sharding), impl=impl
+            )
         return jax.device_put(x, sharding)
 
     return jax.tree.map(put, tree)
@@ -128,7 +128,5 @@ def to_global(tree, sharding):
 def to_host(x) -> np.ndarray:
     """A (possibly sharded across processes) array as one numpy array on every process."""
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        from jax.experimental import multihost_utils
-
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)

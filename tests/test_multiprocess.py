@@ -93,8 +93,14 @@ def _pair(tmp_path, extra=(), kill_after=(None, None), program=RUN):
     addr = f"127.0.0.1:{_free_port()}"
     return [
         _start(
-            [*program, *extra, "--workdir=wd", f"--coordinator_address={addr}",
-             "--num_processes=2", f"--process_id={i}"],
+            [
+                *program,
+                *extra,
+                "--workdir=wd",
+                f"--coordinator_address={addr}",
+                "--num_processes=2",
+                f"--process_id={i}",
+            ],
             tmp_path / f"p{i}",
             devices=2,
             kill_after=kill_after[i],

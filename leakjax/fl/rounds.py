@@ -19,9 +19,9 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from leakjax.distributed import to_global
 from leakjax.fl import observation as obs_lib
 from leakjax.fl.client import ClientHParams, param_delta
-from leakjax.distributed import to_global
 from leakjax.fl.override import ClientOverride
 from leakjax.types import NumericalError
 
