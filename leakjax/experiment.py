@@ -360,6 +360,11 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False, 
             "(or pass --resume to continue an interrupted run)"
         )
     p = prepare(config)
+    if isinstance(p.spec, attacks.ClientAttackSpec) and jax.process_count() > 1:
+        raise ConfigError(
+            f"attack.name={config.attack.name!r} (a malicious client) runs in one process, "
+            f"not {jax.process_count()} (--num_processes)"
+        )
     distributed.barrier("leakjax: config checked")  # every process checked it: now write
     main = distributed.is_main_process()  # the one process that writes files
     for note in notes:

@@ -71,7 +71,8 @@ def device_info() -> dict:
     return {
         "backend": jax.default_backend(),
         "device_kind": devs[0].device_kind,
-        "num_devices": len(devs),
+        "num_devices": len(devs),  # every process's (jax.distributed)
+        "num_processes": jax.process_count(),
     }
 
 

@@ -175,13 +175,18 @@ def test_sweep_on_two_processes(tmp_path):
     assert list((tmp_path / "p1").iterdir()) == []
 
 
-def test_bad_config_exits_2_on_every_process(tmp_path):
-    """A bad setting: both processes print the same one line and exit 2; nothing written."""
+@pytest.mark.parametrize(
+    "setting, key",
+    [("--config.fl.lr=-1", "fl.lr"), ("--config.attack.name=dmgan", "attack.name='dmgan' (a malicious client)")],
+)
+def test_bad_config_exits_2_on_every_process(tmp_path, setting, key):
+    """A bad setting (or a client attack, one process only): both processes print the same
+    one line and exit 2; nothing written."""
     t0 = time.perf_counter()
-    rcs, outs = _finish(_pair(tmp_path, extra=("--config.fl.lr=-1",)))
+    rcs, outs = _finish(_pair(tmp_path, extra=(setting,)))
     seconds = time.perf_counter() - t0
     assert rcs == [2, 2], outs
-    assert all("fl.lr" in out for out in outs), outs
+    assert all(key in out for out in outs), outs
     assert not (tmp_path / "p0" / "wd").exists() and not (tmp_path / "p1" / "wd").exists()
     assert seconds < 120, seconds  # both exit after their own check, no wait for a peer
 
@@ -208,6 +213,7 @@ def test_two_processes_equal_one_process(tmp_path):
         np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5, err_msg=k)
     cfg = json.loads((tmp_path / "p0" / "wd" / "config.json").read_text())
     assert cfg["_meta"]["device"]["num_devices"] == 4
+    assert cfg["_meta"]["device"]["num_processes"] == 2
 
 
 @pytest.mark.slow
@@ -217,6 +223,7 @@ def test_killed_process_ends_the_other(tmp_path):
     t0 = time.perf_counter()
     rcs, outs = _finish(procs)
     seconds = time.perf_counter() - t0
+    print(f"return codes {rcs}; process 0 ended {seconds:.1f} s after the start")
     assert rcs[1] in (124, 137, -9), outs[1]
     assert rcs[0] != 0, outs[0]
     assert seconds < 25 + 60, (seconds, outs[0][-2000:])
