@@ -177,7 +177,10 @@ def test_sweep_on_two_processes(tmp_path):
 
 @pytest.mark.parametrize(
     "setting, key",
-    [("--config.fl.lr=-1", "fl.lr"), ("--config.attack.name=dmgan", "attack.name='dmgan' (a malicious client)")],
+    [
+        ("--config.fl.lr=-1", "fl.lr"),
+        ("--config.attack.name=dmgan", "attack.name='dmgan' (a malicious client)"),
+    ],
 )
 def test_bad_config_exits_2_on_every_process(tmp_path, setting, key):
     """A bad setting (or a client attack, one process only): both processes print the same
