@@ -157,6 +157,12 @@ def _check_devices(key: str, value) -> None:
         raise ConfigError(
             f"{key}={value} but only {_device_count()} device(s) are available (0 uses all of them)"
         )
+    processes = jax.process_count()  # a mesh over some processes' devices only: refused
+    if processes > 1 and value not in (0, 1, _device_count()):
+        raise ConfigError(
+            f"{key}={value} with {processes} processes: use 0 (all {_device_count()} devices of "
+            "every process) or 1 (each process on one device of its own)"
+        )
 
 
 ALL_CLIENTS = -1  # attack.clients: every client sampled in an attacked round (audit mode)

@@ -180,6 +180,7 @@ def test_sweep_on_two_processes(tmp_path):
     [
         ("--config.fl.lr=-1", "fl.lr"),
         ("--config.attack.name=dmgan", "attack.name='dmgan' (a malicious client)"),
+        ("--config.attack.num_devices=2", "attack.num_devices=2 with 2 processes: use 0"),
     ],
 )
 def test_bad_config_exits_2_on_every_process(tmp_path, setting, key):
