@@ -232,7 +232,8 @@ _BAD_VALUES = {
     "attack.restarts": st.integers(-10, 0),
     "attack.lr": st.floats(-1, 0),
     "attack.tv": st.floats(-1, -1e-9),
-    "attack.clients": st.one_of(st.integers(-5, 0), st.integers(10_000, 10**6)),
+    # -1 is audit mode (every sampled client)
+    "attack.clients": st.one_of(st.integers(-5, -2), st.just(0), st.integers(10_000, 10**6)),
     "attack.chunk": st.integers(-5, 0),
 }
 
