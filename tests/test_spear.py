@@ -76,7 +76,7 @@ def test_real_cifar_batch_of_16_is_recovered_exactly(shared_data_dir):
     ds = data.load("cifar10", str(shared_data_dir))
     mean, std = data.normalization(ds.info, "dataset")
     idx = np.random.default_rng(0).choice(len(ds.train_labels), B, replace=False)
-    x32 = np.asarray(ds.train_images[idx], np.float32)
+    x32 = np.asarray(ds.train_images[idx], np.float32) / 255.0
     x01 = x32.reshape(B, 16, 2, 16, 2, 3).mean(axis=(2, 4))  # 2x2 average: 16x16
     m = models.get("fc2", 10, SHAPE)
     ev = exact(m, x01, mean, std)
