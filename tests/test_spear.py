@@ -30,9 +30,7 @@ def observe(model, v, x, y, hp=None):
         obs = Observation(v, g, hp=ClientHParams(lr=1.0, batch_size=len(y)), num_samples=len(y))
     else:
         after = client_update(model.apply, v, x, y, None, jax.random.key(5), hp)
-        obs = Observation(
-            v, param_delta(v, after), after, hp=hp, mode="fedavg", num_samples=len(y)
-        )
+        obs = Observation(v, param_delta(v, after), after, hp=hp, mode="fedavg", num_samples=len(y))
     return obs, jax.tree.map(lambda a: jnp.asarray(a)[None], obs)
 
 
@@ -133,7 +131,8 @@ def test_refusals_in_make():
             (
                 "--config.attack.mode=gradient",
                 "--config.model.name=fc2",
-                "--config.attack.batch_size=300",
+                "--config.attack.batch_size=260",
+                "--config.fl.num_clients=2",
             ),
             "exceeds the 256 units",
         ),

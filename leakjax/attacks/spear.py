@@ -367,6 +367,6 @@ SPEC = register(
         kind="analytic",
         paper="Dimitrov et al. 2024, SPEAR: Exact Gradient Inversion of Batches in Federated "
         "Learning, NeurIPS, arXiv:2403.03945",
-        example=(("model.name", "fc2"), ("attack.mode", "gradient")),
+        example=(("model.name", "fc2"), ("fl.batch_size", 57)),  # fedavg: one full-batch step
     )
 )
