@@ -34,9 +34,9 @@ def observe(model, v, x, y, hp=None):
     return obs, jax.tree.map(lambda a: jnp.asarray(a)[None], obs)
 
 
-def attack(model, trials, box, cfg=spear.SPEARConfig()):
+def attack(model, trials, box):
     return attacks.run(
-        lambda o: spear.make(o, model, cfg, box=box),
+        lambda o: spear.make(o, model, box=box),
         jax.random.key(0),
         steps=1,
         trials=trials,
