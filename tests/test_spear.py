@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from leakjax import attacks, data, metrics, models
+from leakjax import attacks, config, data, metrics, models
 from leakjax.attacks import spear
 from leakjax.fl import ClientHParams, client_update, gradient, param_delta
 from leakjax.fl.observation import Observation
@@ -161,3 +161,19 @@ def test_cli_refusals_exit_2_with_one_line(tmp_path, args, words):
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
     assert words in lines[0] and not work.exists()
+
+
+def test_requires_a_dense_relu_first_layer_and_one_fedavg_step():
+    c = config.base_config()
+    c.attack.name, c.attack.mode, c.model.name = "spear", "gradient", "cnn"
+    with pytest.raises(ConfigError, match=r"model.name in \('fc2', 'mlp'\)"):
+        spear.requires(c)
+    c.model.name = "fc2"
+    spear.requires(c)
+    c.model.imprint_bins = 8
+    with pytest.raises(ConfigError, match="imprint"):
+        spear.requires(c)
+    c.model.imprint_bins = 0
+    c.attack.mode, c.fl.local_epochs = "fedavg", 2
+    with pytest.raises(ConfigError, match="fl.local_epochs=2"):
+        spear.requires(c)
