@@ -45,7 +45,8 @@ def _observation(p, mode: str):
     y = p.train.y[0, :SAMPLES].astype(np.int32)
     if mode == "gradient":
         return gradient_observation(p.model, variables, x, y), y
-    hp = ClientHParams(lr=0.05, epochs=1, batch_size=2)
+    # fl.batch_size: 2 unless the spec's example sets it (SPEAR: one full-batch step)
+    hp = ClientHParams(lr=0.05, epochs=1, batch_size=int(p.config.fl.batch_size))
     return fedavg_observation(p.model, variables, x, y, hp), y
 
 
