@@ -57,7 +57,7 @@ from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction, hyperparams
 from leakjax.attacks.registry import AttackSpec, register
 from leakjax.attacks.simulation import SIMULATIONS, simulation_hparams
-from leakjax.fl.client import client_update, param_delta
+from leakjax.fl.client import Client
 from leakjax.fl.schedule import copies_schedule
 from leakjax.matching import linear_sum_assignment, pairwise_mse
 from leakjax.models.conv import conv2d
@@ -247,20 +247,15 @@ def simulate(model, obs, x: Array, y: Array, simulation: str = "exact", remat: b
     hp = simulation_hparams(obs.hp, simulation, n, full_batch=False)
     flat_x = x.reshape((e * n,) + x.shape[2:])
     flat_y = y.reshape((e * n,) + y.shape[2:])
-    after = client_update(
-        model.apply,
+    # the defended client as the attacker simulates it (no noise; its update hooks simulated)
+    client = Client(model, hp, obs.defense, observed=obs.update if obs.defense else None)
+    return client.delta(
         obs.variables,
         flat_x,
         flat_y,
-        None,
-        None,
-        hp,
         remat=remat,
         schedule=copies_schedule(e, n, hp.batch_size),
-        grad_fn=obs.defense.grad_fn() if obs.defense else None,
     )
-    delta = param_delta(obs.variables, after)
-    return obs.defense.simulate_update(delta, obs.update) if obs.defense else delta
 
 
 # ----------------------------------------------------------------------------- attack
