@@ -101,12 +101,15 @@ def base_config() -> ml_collections.ConfigDict:
 _OPEN_GROUPS = ("attack", "defense")
 
 
-def unknown_key(key: str) -> str:
+def unknown_key(key: str, config=None) -> str:
     """The one-line message for a key that is not in the schema: ``fl.lrr is not a config
-    setting; did you mean fl.lr? (settings of fl: ...)``."""
+    setting; did you mean fl.lr? (settings of fl: ...)`` (``config``: its model's options are
+    model settings too)."""
     base = base_config()
     group, _, field = key.rpartition(".")
     known = list(base[group].keys()) if group in base and group not in _OPEN_GROUPS else []
+    if group == "model" and config is not None:
+        known += list(model_options(config))
     if not group:
         known = [k for k in base.keys() if not isinstance(base[k], ml_collections.ConfigDict)]
     near = difflib.get_close_matches(field, known, n=1)
@@ -115,10 +118,19 @@ def unknown_key(key: str) -> str:
     return f"{key} is not a config setting{hint}{listed}"
 
 
+def model_options(config) -> dict:
+    """The options of ``config.model.name`` (`leakjax.models.options`) with their defaults:
+    keys of the ``model`` group beside the base schema's (``model.head='cpa'`` for vgg16)."""
+    name = config.model.get("name", "cnn") if "model" in config else "cnn"
+    return models.options(name) if name in models.names() else {}
+
+
 def check_keys(config) -> None:
-    """Every key the config sets is in the schema (`base_config`), outside the open groups:
-    a misspelt key in a config file (``c.fl.lrr = 0.3``) is refused, not silently ignored."""
+    """Every key the config sets is in the schema (`base_config`, plus the model's options),
+    outside the open groups: a misspelt key in a config file (``c.fl.lrr = 0.3``) is refused,
+    not silently ignored."""
     base = base_config()
+    options = model_options(config)
     for key in config.keys():
         value = config[key]
         if key not in base:
@@ -128,8 +140,8 @@ def check_keys(config) -> None:
         if not isinstance(value, ml_collections.ConfigDict):
             raise ConfigError(f"{key} must be a group of settings, got {value!r}")
         for field in value.keys():
-            if field not in base[key]:
-                raise ConfigError(unknown_key(f"{key}.{field}"))
+            if field not in base[key] and not (key == "model" and field in options):
+                raise ConfigError(unknown_key(f"{key}.{field}", config))
 
 
 def _choice(key: str, value, allowed) -> None:

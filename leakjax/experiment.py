@@ -110,6 +110,7 @@ def prepare(config) -> Prepared:
         ds.info.num_classes,
         ds.info.image_shape,
         conv_impl=config.model.conv_impl,
+        **{k: config.model[k] for k in models.options(config.model.name) if k in config.model},
     )
     # model.imprint_bins is a model setting (FedAvg with the block and no attack: Fig. 48);
     # attacks.rtf requires it (AttackSpec.requires)

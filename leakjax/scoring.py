@@ -167,6 +167,29 @@ def summary(p, per_client, observations, history, parts) -> dict:
     return summary
 
 
+# the summary's keys that `leakjax` prints on its last line
+SUMMARY_LINE = (
+    "attack",
+    "mode",
+    "images_attacked",
+    "psnr_mean",
+    "psnr_median",
+    "ssim_mean",
+    "success_rate",
+    "label_accuracy",
+    "final_tracked_fraction",
+    "final_test_acc",
+    "defense",
+    "epsilon",
+    "wall_seconds",
+)
+
+
+def summary_line(summary: dict) -> str:
+    """``summary: attack=ig, mode=fedavg, ...``: the keys of `SUMMARY_LINE` it has."""
+    return "summary: " + ", ".join(f"{k}={summary[k]}" for k in SUMMARY_LINE if k in summary)
+
+
 def population(per_client) -> dict:
     """How private the attacked clients are, together: ``clients_attacked``,
     ``clients_exposed_fraction`` (clients with at least one image recovered at

@@ -23,7 +23,7 @@ from leakjax.attacks import (  # noqa: F401
 # isort: split
 from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction, RunResult
-from leakjax.attacks.registry import AttackSpec, ClientAttackSpec, get, names, register
+from leakjax.attacks.registry import AttackSpec, ClientAttackSpec, get, listing, names, register
 from leakjax.attacks.runner import resolve_vmap_chunk, run
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "get",
     "grnn",
     "inverting_gradients",
+    "listing",
     "losses",
     "names",
     "register",

@@ -254,3 +254,12 @@ def get(name: str) -> AttackSpec | ClientAttackSpec:
     if name not in _REGISTRY:
         raise ConfigError(f"attack.name={name!r} is not one of {tuple(names())}")
     return _REGISTRY[name]
+
+
+def listing(name: str | None = None) -> list[str]:
+    """``leakjax --list=attacks``: a line per attack, or one attack's settings (``name``)."""
+    if name is None:
+        return [f"{n:8s} {get(n).paper} (modes: {', '.join(get(n).modes)})" for n in names()]
+    spec = get(name)
+    head = f"{name}: {spec.paper}; modes {spec.modes}; labels {spec.allowed_labels()}"
+    return [head, *spec.describe()]

@@ -8,6 +8,6 @@ torch-style initializers and their hash RNG are in :mod:`~leakjax.models.pooling
 """
 
 from leakjax.models.conv import IMPLS as CONV_IMPLS
-from leakjax.models.registry import Model, get, names, param_count
+from leakjax.models.registry import Model, get, names, options, param_count
 
-__all__ = ["CONV_IMPLS", "Model", "get", "names", "param_count"]
+__all__ = ["CONV_IMPLS", "Model", "get", "names", "options", "param_count"]

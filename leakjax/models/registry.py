@@ -180,6 +180,15 @@ def _options(entry: _Entry) -> list[str]:
     return params
 
 
+def options(name: str) -> dict[str, Any]:
+    """The options of model ``name`` with their defaults (``model.<option>`` in a config):
+    cnn ``variant``, vgg16 ``head`` and ``batch_norm``, dmgan_discriminator ``width``."""
+    if name not in _REGISTRY:
+        raise ConfigError(f"model.name={name!r} is not one of {', '.join(names())}")
+    params = inspect.signature(_REGISTRY[name].build).parameters
+    return {k: params[k].default for k in _options(_REGISTRY[name])}
+
+
 def get(
     name: str,
     num_classes: int,
