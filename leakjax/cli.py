@@ -29,7 +29,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "New or empty directory for all 
 _RESUME = flags.DEFINE_bool("resume", False, "Continue an interrupted run in --workdir.")
 _DEBUG = flags.DEFINE_bool("debug", False, "Run without jit (jax.disable_jit), NaN checks on.")
 _LIST = flags.DEFINE_enum(
-    "list", None, ["attacks", "defenses"], "Print the attacks (one attack's settings with "
+    "list",
+    None,
+    ["attacks", "defenses"],
+    "Print the attacks (one attack's settings with "
     "--config.attack.name or --config) or the defenses with their defaults, and exit.",
 )
 distributed.define_flags()  # --coordinator_address, --num_processes, --process_id
@@ -100,9 +103,11 @@ def _parse(argv):
     """absl's parser after `overrides.split`; a bad flag is one line and exit 2."""
     if any(arg in ("--help", "-h", "-?", "--helpshort") for arg in argv[1:]):
         own = flags.FLAGS.module_help(sys.modules[__name__])
-        print(f"{__doc__.strip()}\n\nUsage: leakjax --config=FILE.py[:preset] --workdir=DIR "
-              "[--config.GROUP.KEY=VALUE ...] [--resume] [--debug]\n       leakjax --list="
-              f"attacks [--config.attack.name=NAME]\n\n{own}\n\n(--helpfull: absl's and JAX's)")
+        print(
+            f"{__doc__.strip()}\n\nUsage: leakjax --config=FILE.py[:preset] --workdir=DIR "
+            "[--config.GROUP.KEY=VALUE ...] [--resume] [--debug]\n       leakjax --list="
+            f"attacks [--config.attack.name=NAME]\n\n{own}\n\n(--helpfull: absl's and JAX's)"
+        )
         sys.exit(0)
     try:
         rest, _OVERRIDES[:] = overrides.split(argv)

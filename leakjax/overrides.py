@@ -100,8 +100,8 @@ def _defense_value(config, field: str, text: str):
         known = {k for c in chain for k in settings_lib.keys(c)}
         named = ", ".join(c.name for c in chain) or "none"
         raise ConfigError(
-            f"defense.{field} is not a setting of the chained defenses ({named}){_near(field, known)}"
-            "; `leakjax --list=defenses` lists each defense's settings"
+            f"defense.{field} is not a setting of the chained defenses ({named})"
+            f"{_near(field, known)}; `leakjax --list=defenses` lists each defense's settings"
         )
     hint = typing.get_type_hints(owner)[settings_lib.keys(owner)[field].name]
     return _typed(f"defense.{field}", text, hint)

@@ -35,8 +35,14 @@ def test_split_takes_both_forms_and_keeps_the_other_flags():
 def test_base_fields_are_parsed_by_their_type():
     c, notes = overrides.apply(
         _base(),
-        [("fl.lr", "1"), ("attack.rounds", "(0, 1)"), ("output.progress", "false"),
-         ("data.name", "mnist"), ("seed", "3"), ("attack.clients", "-1")],
+        [
+            ("fl.lr", "1"),
+            ("attack.rounds", "(0, 1)"),
+            ("output.progress", "false"),
+            ("data.name", "mnist"),
+            ("seed", "3"),
+            ("attack.clients", "-1"),
+        ],
     )
     assert isinstance(c.fl.lr, float) and c.fl.lr == 1.0  # an int given to a float field
     assert c.attack.rounds == (0, 1) and c.output.progress is False
@@ -83,7 +89,8 @@ def test_a_new_attack_drops_the_files_settings_of_the_other_with_a_note():
 
 def test_defense_settings_bind_by_the_chained_defenses_type():
     c, _ = overrides.apply(
-        _base(), [("defense.clip", "1"), ("defense.name", "dp_sgd"), ("defense.noise_multiplier", "2")]
+        _base(),
+        [("defense.clip", "1"), ("defense.name", "dp_sgd"), ("defense.noise_multiplier", "2")],
     )
     assert c.defense.name == "dp_sgd" and c.defense.noise_multiplier == 2.0
     with pytest.raises(ConfigError, match=r"^defense.noise_multiplier must be a finite number"):
