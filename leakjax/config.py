@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import difflib
 
-import jax
 import ml_collections
 
-from leakjax import attacks, data, defenses, models
+from leakjax import attacks, data, defenses, distributed, models
 from leakjax import settings as settings_lib
 from leakjax.types import ConfigError
 
@@ -160,7 +159,7 @@ def _positive(key: str, value, *, allow_zero: bool = False, integer: bool = Fals
 
 
 def _device_count() -> int:
-    return jax.device_count()
+    return distributed.device_count()
 
 
 def _check_devices(key: str, value) -> None:
@@ -169,7 +168,7 @@ def _check_devices(key: str, value) -> None:
         raise ConfigError(
             f"{key}={value} but only {_device_count()} device(s) are available (0 uses all of them)"
         )
-    processes = jax.process_count()  # a mesh over some processes' devices only: refused
+    processes = distributed.process_count()  # a mesh over some processes' devices: refused
     if processes > 1 and value not in (0, 1, _device_count()):
         raise ConfigError(
             f"{key}={value} with {processes} processes: use 0 (all {_device_count()} devices of "

@@ -13,6 +13,8 @@ Short timeouts by default: a peer that dies makes the others abort within about
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import numpy as np
 from absl import flags
@@ -94,15 +96,62 @@ def initialize(
     )
 
 
+_LOCAL = [False]  # inside `local()`: this process alone, on its own devices
+
+
+@contextlib.contextmanager
+def local():
+    """Run the body as a one-process run on this process's own devices (``leakjax-sweep
+    --split``: each process runs its share of the experiments): `devices`, `device_count`
+    and `process_count` see this process only, `is_main_process` is True (it writes its own
+    experiments' files) and `barrier` waits for nobody."""
+    before, _LOCAL[0] = _LOCAL[0], True
+    try:
+        yield
+    finally:
+        _LOCAL[0] = before
+
+
+def devices() -> list:
+    """The devices a run shards over: every process's (`jax.devices`), or this process's
+    inside `local`."""
+    return jax.local_devices() if _LOCAL[0] else jax.devices()
+
+
+def device_count() -> int:
+    return len(devices())
+
+
+def process_count() -> int:
+    """The processes a run spans: ``jax.process_count()``, 1 inside `local`."""
+    return 1 if _LOCAL[0] else jax.process_count()
+
+
+def process_index() -> int:
+    return jax.process_index()
+
+
 def is_main_process() -> bool:
-    """True on process 0 (the one that writes files), and in a single-process run."""
-    return jax.process_index() == 0
+    """True on process 0 (the one that writes files), in a single-process run and inside
+    `local`."""
+    return _LOCAL[0] or jax.process_index() == 0
 
 
 def barrier(name: str) -> None:
     """Wait until every process reaches ``name`` (nothing to wait for in one process)."""
-    if jax.process_count() > 1:
+    if process_count() > 1:
         multihost_utils.sync_global_devices(name)
+
+
+def wait_for_all(name: str, timeout_s: float = 7 * 24 * 3600) -> None:
+    """A barrier of the coordination service (no device collective), for processes that
+    arrive hours apart (``leakjax-sweep --split``: each finishes its share at its own
+    time). A dead peer still ends the others within the heartbeat timeout."""
+    if jax.process_count() > 1:
+        from jax._src import distributed as jax_distributed  # noqa: PLC0415 - no public API
+
+        client = jax_distributed.global_state.client
+        client.wait_at_barrier(name, int(timeout_s * 1000))
 
 
 def to_global(tree, sharding):
@@ -113,7 +162,7 @@ def to_global(tree, sharding):
         return tree
 
     def put(x):
-        if jax.process_count() > 1 and jax.dtypes.issubdtype(
+        if process_count() > 1 and jax.dtypes.issubdtype(
             getattr(x, "dtype", None), jax.dtypes.prng_key
         ):
             impl = jax.random.key_impl(x)

@@ -361,10 +361,10 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False, 
             "(or pass --resume to continue an interrupted run)"
         )
     p = prepare(config)
-    if isinstance(p.spec, attacks.ClientAttackSpec) and jax.process_count() > 1:
+    if isinstance(p.spec, attacks.ClientAttackSpec) and distributed.process_count() > 1:
         raise ConfigError(
             f"attack.name={config.attack.name!r} (a malicious client) runs in one process, "
-            f"not {jax.process_count()} (--num_processes)"
+            f"not {distributed.process_count()} (--num_processes)"
         )
     distributed.barrier("leakjax: config checked")  # every process checked it: now write
     main = distributed.is_main_process()  # the one process that writes files
@@ -399,7 +399,7 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False, 
             attack_key,
             progress=progress,
             # multi-process: no attack checkpoints yet (their state is sharded over processes)
-            checkpoint_dir=ckdir if jax.process_count() == 1 else None,
+            checkpoint_dir=ckdir if distributed.process_count() == 1 else None,
             resume=resume,
         )
     except KeyboardInterrupt:  # attacks.Interrupted included

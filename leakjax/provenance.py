@@ -12,7 +12,7 @@ from importlib import metadata
 
 import jax
 
-from leakjax import report
+from leakjax import distributed, report
 from leakjax.config import resolved_attack
 
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "evosax", "ml-collections")
@@ -67,12 +67,12 @@ def provenance(config) -> dict:
 
 
 def device_info() -> dict:
-    devs = jax.devices()
+    devs = distributed.devices()
     return {
         "backend": jax.default_backend(),
         "device_kind": devs[0].device_kind,
         "num_devices": len(devs),  # every process's (jax.distributed)
-        "num_processes": jax.process_count(),
+        "num_processes": distributed.process_count(),
     }
 
 

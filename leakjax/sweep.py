@@ -37,10 +37,12 @@ import sys
 import time
 import traceback
 
+import jax
 import numpy as np
 from absl import app, flags
 
 from leakjax import config_files, distributed, experiment, figures, plan, report
+from leakjax.atomic import atomic_open
 from leakjax.types import ConfigError
 
 COLUMNS = (
@@ -176,7 +178,7 @@ def check(specs: list[str], *, progress: bool = True) -> list:
 
 
 def run_sweep(
-    specs: list[str], workdir, *, progress: bool = True, resume: bool = False
+    specs: list[str], workdir, *, progress: bool = True, resume: bool = False, split: bool = False
 ) -> list[dict]:
     """Run every config spec into ``workdir/<stem>``; returns the result rows.
 
@@ -186,6 +188,12 @@ def run_sweep(
     ``resume``: continue a sweep in ``workdir``: finished experiments (with a metrics.json)
     are read back, not rerun; an interrupted one continues from its checkpoints
     (`experiment.run(resume=True)`); failed or missing ones run afresh.
+
+    ``split`` (several processes, `leakjax.distributed`): process ``I`` of ``N`` runs the
+    experiments ``I, I + N, ...`` as one-process runs on its own devices
+    (`distributed.local`) into the shared ``workdir`` (every process must see the same
+    folder), then waits for the others; process 0 merges every process's rows into one
+    table. Without ``split`` every experiment runs over all processes in turn.
     """
     root = pathlib.Path(workdir)
     plan.check_workdir(root, resume=resume)
@@ -199,8 +207,48 @@ def run_sweep(
     main = distributed.is_main_process()
     if main:
         root.mkdir(parents=True, exist_ok=True)
-    rows, used = [], set()
-    for i, (spec, cfg) in enumerate(zip(specs, configs, strict=True), 1):
+    names = _names(specs)
+    spread = split and jax.process_count() > 1  # each process its share of the experiments
+    share = range(len(specs))
+    if spread:
+        distributed.barrier("leakjax-sweep: workdir made")  # the others write into it too
+        share = range(jax.process_index(), len(specs), jax.process_count())
+    rows = {}
+    for i in share:
+        with distributed.local() if split else contextlib.nullcontext():
+            wd = root / names[i]
+            rows[i] = _run_one(specs[i], configs[i], wd, i, len(specs), resume, progress)
+        if main and not spread:  # the table so far, after every experiment
+            _write_table(root, [rows[j] for j in sorted(rows)])
+    if spread:
+        with atomic_open(_ROWS.format(root=root, i=jax.process_index()), "w") as f:
+            json.dump(rows, f)
+        distributed.wait_for_all("leakjax-sweep: every share done")
+        if not main:
+            return [rows[j] for j in sorted(rows)]
+        for k in range(jax.process_count()):  # every process's rows, in the specs' order
+            path = pathlib.Path(_ROWS.format(root=root, i=k))
+            rows.update({int(j): r for j, r in json.loads(path.read_text()).items()})
+            path.unlink()
+    rows = [rows[j] for j in sorted(rows)]
+    if not main:
+        return rows
+    _write_table(root, rows)
+    contact_sheet(root, [r["experiment"] for r in rows])
+    fl_accuracy_plot(root, [r["experiment"] for r in rows])
+    if any(r.get("defense") not in (None, "none") for r in rows):
+        figures.plot_frontier(root / "frontier.png", rows)
+    return rows
+
+
+_ROWS = "{root}/.rows-process-{i}.json"  # `run_sweep(split=True)`: one process's rows
+
+
+def _names(specs: list[str]) -> list[str]:
+    """Each spec's sub-workdir name: the file's stem, ``-preset``, ``-variant``; the same spec
+    twice gets ``-2``, ``-3``."""
+    names, used = [], set()
+    for spec in specs:
         base_spec, _, variant = spec.partition("#")
         path, _, preset = base_spec.partition(":")
         name = pathlib.Path(path).stem + (f"-{preset}" if preset else "")
@@ -209,40 +257,42 @@ def run_sweep(
         while name in used:  # the same spec twice: keep both runs
             name, k = f"{base}-{k}", k + 1
         used.add(name)
-        wd = root / name
-        row = {"experiment": name, "status": "ok"}
-        t0 = time.perf_counter()
-        done = _finished(wd) if resume else None
-        print(f"=== [{i}/{len(specs)}] {spec} -> {wd}" + (" (done)" if done else ""), flush=True)
-        try:
-            if done is not None:
-                summary = done
-            else:
-                again = resume and wd.exists() and (wd / "config.json").exists()
-                if resume and wd.exists() and not again:
-                    shutil.rmtree(wd)  # failed before it wrote anything: start afresh
-                if main:
-                    (root / f"{name}.error.txt").unlink(missing_ok=True)
-                summary = experiment.run(cfg, wd, progress=progress, resume=again)
-            row.update({k: _last(summary[k]) for k in COLUMNS if k in summary})
-        except Exception as e:  # noqa: BLE001 - record and go on
-            row["status"] = "failed"
-            row["error"] = f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]
-            row["wall_seconds"] = round(time.perf_counter() - t0, 1)
+        names.append(name)
+    return names
+
+
+def _run_one(spec, cfg, wd: pathlib.Path, i: int, total: int, resume: bool, progress: bool):
+    """One experiment into ``wd``: its result row (a failure is recorded, not raised)."""
+    root, name = wd.parent, wd.name
+    main = distributed.is_main_process()
+    row = {"experiment": name, "status": "ok"}
+    t0 = time.perf_counter()
+    done = _finished(wd) if resume else None
+    print(f"=== [{i + 1}/{total}] {spec} -> {wd}" + (" (done)" if done else ""), flush=True)
+    try:
+        if done is not None:
+            summary = done
+        else:
+            again = resume and wd.exists() and (wd / "config.json").exists()
+            if resume and wd.exists() and not again:
+                shutil.rmtree(wd)  # failed before it wrote anything: start afresh
             if main:
-                (root / f"{name}.error.txt").write_text(traceback.format_exc())
-            print(f"!!! {spec} failed: {row['error']}", flush=True)
-        rows.append({k: row.get(k) for k in COLUMNS})
+                (root / f"{name}.error.txt").unlink(missing_ok=True)
+            summary = experiment.run(cfg, wd, progress=progress, resume=again)
+        row.update({k: _last(summary[k]) for k in COLUMNS if k in summary})
+    except Exception as e:  # noqa: BLE001 - record and go on
+        row["status"] = "failed"
+        row["error"] = f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]
+        row["wall_seconds"] = round(time.perf_counter() - t0, 1)
         if main:
-            report.write_csv(root / "results.csv", rows)
-            report.write_markdown_table(root / "results.md", rows, columns=list(COLUMNS))
-    if not main:
-        return rows
-    contact_sheet(root, [r["experiment"] for r in rows])
-    fl_accuracy_plot(root, [r["experiment"] for r in rows])
-    if any(r.get("defense") not in (None, "none") for r in rows):
-        figures.plot_frontier(root / "frontier.png", rows)
-    return rows
+            (root / f"{name}.error.txt").write_text(traceback.format_exc())
+        print(f"!!! {spec} failed: {row['error']}", flush=True)
+    return {k: row.get(k) for k in COLUMNS}
+
+
+def _write_table(root: pathlib.Path, rows: list[dict]) -> None:
+    report.write_csv(root / "results.csv", rows)
+    report.write_markdown_table(root / "results.md", rows, columns=list(COLUMNS))
 
 
 def _last(value):
@@ -316,6 +366,12 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "New or empty directory for the 
 _RESUME = flags.DEFINE_bool(
     "resume", False, "Continue the sweep in --workdir: finished experiments are not rerun."
 )
+_SPLIT = flags.DEFINE_bool(
+    "split",
+    False,
+    "With --num_processes N: process I runs experiments I, I+N, ... on its own devices into "
+    "the shared --workdir; process 0 writes the one table (else each runs over all processes).",
+)
 distributed.define_flags()  # --coordinator_address, --num_processes, --process_id
 for _name in distributed.FLAG_NAMES:
     flags.declare_key_flag(_name)
@@ -329,12 +385,18 @@ def main(argv) -> None:
 
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # the TPU INFO line
     try:
-        distributed.start_from_flags(resume=_RESUME.value)  # before any JAX use
-        rows = run_sweep(expand(_CONFIGS.value), _WORKDIR.value, resume=_RESUME.value)
+        # before any JAX use; --split: every experiment is a one-process run, so it resumes
+        distributed.start_from_flags(resume=_RESUME.value and not _SPLIT.value)
+        specs = expand(_CONFIGS.value)
+        rows = run_sweep(specs, _WORKDIR.value, resume=_RESUME.value, split=_SPLIT.value)
     except ConfigError as e:
         _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     failed = [r["experiment"] for r in rows if r["status"] != "ok"]
-    print(f"{len(rows) - len(failed)}/{len(rows)} experiments ok; results in {_WORKDIR.value}")
+    ok = f"{len(rows) - len(failed)}/{len(rows)}"
+    if distributed.is_main_process():
+        print(f"{ok} experiments ok; results in {_WORKDIR.value}")
+    else:  # --split: this process's share (process 0 prints the whole sweep)
+        print(f"process {jax.process_index()}: {ok} of its experiments ok")
     if failed:
         print(f"failed: {', '.join(failed)}")
         sys.exit(1)
@@ -350,7 +412,8 @@ def _usage() -> str:
     own = flags.FLAGS.module_help(sys.modules[__name__])
     return (
         f"{__doc__.strip()}\n\nUsage: leakjax-sweep --configs=GLOB[:preset][,GLOB[:preset]...] "
-        "--workdir=DIR [--resume]\n\nExit codes: 0 every experiment ok; 1 some failed while "
+        "--workdir=DIR [--resume] [--split --coordinator_address=H:P --num_processes=N "
+        "--process_id=I]\n\nExit codes: 0 every experiment ok; 1 some failed while "
         "running (recorded in results.csv);\n2 bad input (one line on stderr, nothing written)."
         f"\n\n{own}\n\n(--helpfull lists absl's and JAX's flags too.)"
     )

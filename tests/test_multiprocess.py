@@ -7,6 +7,7 @@ not exceptions (a dead peer ends the others with ``abort()``)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import pathlib
@@ -109,8 +110,8 @@ def _pair(tmp_path, extra=(), kill_after=(None, None), program=RUN):
     ]
 
 
-def _finish(procs):
-    outs = [p.communicate(timeout=LIMIT_S + 30)[0] for p in procs]
+def _finish(procs, limit=400):
+    outs = [p.communicate(timeout=limit + 30)[0] for p in procs]
     return [p.returncode for p in procs], outs
 
 
@@ -231,3 +232,101 @@ def test_killed_process_ends_the_other(tmp_path):
     assert rcs[1] in (124, 137, -9), outs[1]
     assert rcs[0] != 0, outs[0]
     assert seconds < 25 + 60, (seconds, outs[0][-2000:])
+
+
+# three small experiments (presets a, b, c: three seeds), each on one device of its own
+SPLIT_CONFIG = f"""
+import importlib.util
+
+_spec = importlib.util.spec_from_file_location("qs", {str(ROOT / "configs" / "quickstart.py")!r})
+_qs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_qs)
+
+
+def get_config(preset=""):
+    c = _qs.get_config("tiny")
+    c.seed = "abc".index(preset[0])
+    c.fl.num_clients, c.fl.rounds, c.attack.clients = 6, 1, 1
+    c.attack.steps, c.attack.chunk = 2, 2
+    if preset.endswith("-fl"):  # FedAvg only
+        c.attack.name = "none"
+    return c
+"""
+
+
+def _split_sweep(tmp_path, workdir, n, extra=(), presets="a,b,c"):
+    """``leakjax-sweep --split`` of ``presets`` on ``n`` processes x 2 devices, every process
+    with the same absolute workdir."""
+    (tmp_path / "split.py").write_text(SPLIT_CONFIG)
+    spec = tmp_path / "split.py"
+    configs = ",".join(f"{spec}:{p}" for p in presets.split(","))
+    args = [f"--configs={configs}", f"--workdir={workdir}", "--split"]
+    addr = f"127.0.0.1:{_free_port()}"
+    multi = [f"--coordinator_address={addr}", f"--num_processes={n}"] if n > 1 else []
+    procs = [
+        _start(
+            [*args, *extra, *multi, *([f"--process_id={i}"] if n > 1 else [])],
+            tmp_path / f"cwd{n}-{i}",
+            devices=2,
+            limit=400,  # a process waits for the other's whole share
+        )
+        for i in range(n)
+    ]
+    return _finish(procs)
+
+
+def test_sweep_split_over_two_processes(tmp_path):
+    """``--split`` (FedAvg only, the cheap case): each process runs its share, process 0 the
+    one table of both experiments; process 1 wrote only its experiment's folder."""
+    rcs, outs = _split_sweep(tmp_path, tmp_path / "wd", 2, presets="a-fl,b-fl")
+    assert rcs == [0, 0], outs
+    ran = [
+        [ln.split("]")[0] + "]" for ln in out.splitlines() if ln.startswith("===")] for out in outs
+    ]
+    assert ran == [["=== [1/2]"], ["=== [2/2]"]], outs
+    assert "2/2 experiments ok" in outs[0] and "process 1: 1/1 of its experiments ok" in outs[1]
+    rows = list(csv.DictReader(open(tmp_path / "wd" / "results.csv")))
+    assert [(r["experiment"], r["status"]) for r in rows] == [
+        ("split-a-fl", "ok"),
+        ("split-b-fl", "ok"),
+    ]
+    assert all(r["final_test_acc"] for r in rows)
+    assert sorted(p.name for p in (tmp_path / "wd").iterdir() if p.is_dir()) == [
+        "split-a-fl",
+        "split-b-fl",
+    ]
+
+
+@pytest.mark.slow  # 2-4 min on the 2-core machine: 3 attacked experiments, twice, and a resume
+def test_sweep_split_over_two_processes_equals_one_process(tmp_path):
+    """``--split``: process 0 runs experiments 1 and 3, process 1 runs 2, each on its own
+    device into the shared workdir; process 0's one table lists all three, equal to a
+    one-process sweep's; ``--resume`` reads every finished experiment back."""
+    rcs, outs = _split_sweep(tmp_path, tmp_path / "two", 2)
+    assert rcs == [0, 0], outs
+    ran = [
+        [ln.split("]")[0] + "]" for ln in out.splitlines() if ln.startswith("===")] for out in outs
+    ]
+    assert ran == [["=== [1/3]", "=== [3/3]"], ["=== [2/3]"]], outs
+    assert "3/3 experiments ok" in outs[0], outs[0]
+    (rc,), (one,) = _split_sweep(tmp_path, tmp_path / "one", 1)
+    assert rc == 0, one
+    rows = {k: list(csv.DictReader(open(tmp_path / k / "results.csv"))) for k in ("one", "two")}
+    assert [r["experiment"] for r in rows["two"]] == ["split-a", "split-b", "split-c"]
+    drop = ("wall_seconds",)
+    strip = [{k: v for k, v in r.items() if k not in drop} for r in rows["two"]]
+    assert strip == [{k: v for k, v in r.items() if k not in drop} for r in rows["one"]]
+    for name in ("split-a", "split-b", "split-c"):
+        assert _metrics(tmp_path / "two" / name) == _metrics(tmp_path / "one" / name)
+        meta = json.loads((tmp_path / "two" / name / "config.json").read_text())["_meta"]
+        assert meta["device"]["num_processes"] == 1 and meta["device"]["num_devices"] == 2
+    assert not list((tmp_path / "two").glob(".rows-*"))  # the shares' rows merged, removed
+    rcs, outs = _split_sweep(tmp_path, tmp_path / "two", 2, extra=("--resume",))
+    assert rcs == [0, 0], outs
+    assert all(
+        ln.endswith("(done)") for out in outs for ln in out.splitlines() if ln.startswith("===")
+    )
+    assert (
+        list(csv.DictReader(open(tmp_path / "two" / "results.csv")))[0]["psnr_mean"]
+        == rows["two"][0]["psnr_mean"]
+    )

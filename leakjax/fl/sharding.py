@@ -10,16 +10,18 @@ from __future__ import annotations
 import jax
 from jax.sharding import AxisType
 
+from leakjax import distributed
 from leakjax.types import ConfigError
 
 
 def client_mesh(num_devices: int | None = None, axis: str = "clients") -> jax.sharding.Mesh:
     """A 1-D mesh over the first ``num_devices`` devices (default: all)."""
-    available = len(jax.devices())
+    devices = distributed.devices()  # every process's (this one's in distributed.local)
+    available = len(devices)
     n = available if num_devices in (None, 0) else int(num_devices)
     if not 1 <= n <= available:
         raise ConfigError(
             f"fl.num_devices / attack.num_devices={num_devices} but {available} device(s) "
             "are available"
         )
-    return jax.make_mesh((n,), (axis,), axis_types=(AxisType.Auto,), devices=jax.devices()[:n])
+    return jax.make_mesh((n,), (axis,), axis_types=(AxisType.Auto,), devices=devices[:n])
