@@ -283,6 +283,12 @@ SPEC = register(
         kind="analytic",
         paper="Zhu and Blaschko 2021, R-GAP: Recursive Gradient Attack on Privacy, ICLR, "
         "arXiv:2010.07733",
-        example=(("model.name", "rgap_cnn"), ("attack.batch_size", 1)),
+        # fedavg: 20 clients of one image each (data.max_train=20), one local step
+        example=(
+            ("model.name", "rgap_cnn"),
+            ("attack.batch_size", 1),
+            ("data.max_train", 20),
+            ("fl.batch_size", 1),
+        ),
     )
 )
