@@ -156,11 +156,15 @@ def layer_system(idx: np.ndarray, n: int, kernel: Array, gz: Array) -> tuple[Arr
     npos, kk = idx.shape
     cout = kernel.shape[-1]
     rows = jnp.arange(npos)[:, None]
-    af = jnp.zeros((npos, n + 1, cout), kernel.dtype).at[rows, idx].add(
-        jnp.broadcast_to(kernel[None], (npos, kk, cout))
+    af = (
+        jnp.zeros((npos, n + 1, cout), kernel.dtype)
+        .at[rows, idx]
+        .add(jnp.broadcast_to(kernel[None], (npos, kk, cout)))
     )
-    ag = jnp.zeros((kk, n + 1, cout), kernel.dtype).at[jnp.arange(kk)[None, :], idx].add(
-        jnp.broadcast_to(gz[:, None, :], (npos, kk, cout))
+    ag = (
+        jnp.zeros((kk, n + 1, cout), kernel.dtype)
+        .at[jnp.arange(kk)[None, :], idx]
+        .add(jnp.broadcast_to(gz[:, None, :], (npos, kk, cout)))
     )
     af = jnp.swapaxes(af[:, :n], 1, 2).reshape(npos * cout, n)
     ag = jnp.swapaxes(ag[:, :n], 1, 2).reshape(kk * cout, n)
@@ -195,7 +199,7 @@ def recover(obs, input_shape, box, cfg: RGAPConfig = RGAPConfig()):
     ga = head_k @ dc
     shapes = layer_shapes(input_shape)
     worst = jnp.float32(0.0)
-    for (name, _, k, s, p), in_shape in reversed(list(zip(RGAP_CONVS, shapes[:-1]))):
+    for (name, _, k, s, p), in_shape in reversed(list(zip(RGAP_CONVS, shapes[:-1], strict=True))):
         n = int(np.prod(in_shape))
         kernel = jnp.asarray(params[name]["kernel"], jnp.float32)
         cout = kernel.shape[-1]
