@@ -40,9 +40,10 @@ def _config(name: str, mode: str):
 
 
 def _observation(p, mode: str):
+    n = int(p.config.attack.batch_size)  # SAMPLES unless the spec's example sets it (R-GAP: 1)
     variables = p.model.init(jax.random.key(1))
-    x = data.normalize(p.train.x[0, :SAMPLES], p.mean, p.std)
-    y = p.train.y[0, :SAMPLES].astype(np.int32)
+    x = data.normalize(p.train.x[0, :n], p.mean, p.std)
+    y = p.train.y[0, :n].astype(np.int32)
     if mode == "gradient":
         return gradient_observation(p.model, variables, x, y), y
     # fl.batch_size: 2 unless the spec's example sets it (SPEAR: one full-batch step)
@@ -73,11 +74,12 @@ def test_attack_contract(name, mode):
     ]
     rec = runs[0].reconstruction
     assert rec.images.shape[0] == 1 and rec.images.shape[2:] == p.model.input_shape
+    n = int(c.attack.batch_size)
     if p.spec.kind == "optimization":  # RTF reads out one row per bin pair
-        assert rec.images.shape[1] == SAMPLES
+        assert rec.images.shape[1] == n
     assert np.isfinite(rec.images).all()
     if rec.labels is not None:
-        assert rec.labels.shape == (1, SAMPLES)
+        assert rec.labels.shape == (1, n)
     np.testing.assert_array_equal(rec.images, runs[1].reconstruction.images)
     np.testing.assert_array_equal(runs[0].losses, runs[1].losses)
 

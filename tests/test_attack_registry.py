@@ -172,7 +172,8 @@ def test_no_leak_from_the_worked_example():
 def test_registry_order_and_every_attack_module_registers_itself():
     """Every attack module's SPEC is the registered one (no second list to keep in sync)."""
     assert attacks.names() == [
-        "cpa", "cpa_fi", "dlf", "dlg", "dmgan", "ggl", "grnn", "idlg", "ig", "rtf", "spear",
+        "cpa", "cpa_fi", "dlf", "dlg", "dmgan", "ggl", "grnn", "idlg", "ig", "rgap", "rtf",
+        "spear",
     ]  # fmt: skip
     for path in sorted((ROOT / "leakjax" / "attacks").glob("*.py")):
         module = importlib.import_module(f"leakjax.attacks.{path.stem}")
@@ -188,8 +189,9 @@ def test_rtf_requirement_lives_in_rtf():
         attacks.get("rtf").requires(c)
     c.model.imprint_bins = 16
     attacks.get("rtf").requires(c)  # no error
-    for name in attacks.names():  # the others (but SPEAR: tests/test_spear.py) require nothing
-        if name not in ("rtf", "spear"):
+    # the others (but SPEAR, R-GAP: tests/test_spear.py, tests/test_rgap.py) require nothing
+    for name in attacks.names():
+        if name not in ("rtf", "spear", "rgap"):
             c.model.imprint_bins = 0
             attacks.get(name).requires(c)
 

@@ -16,6 +16,7 @@ from leakjax.attacks import (  # noqa: F401
     grnn,
     idlg,
     inverting_gradients,
+    rgap,
     rtf,
     spear,
 )

@@ -23,10 +23,12 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from leakjax.types import Array, PRNGKey
+from leakjax.fl.schedule import local_steps
+from leakjax.types import Array, ConfigError, PRNGKey
 
 
 def hyperparams(settings, names: tuple[str, ...], given: dict | None = None) -> dict:
@@ -41,6 +43,42 @@ def hyperparams(settings, names: tuple[str, ...], given: dict | None = None) -> 
     if set(given) != set(names):
         raise ValueError(f"hparams {sorted(given)} are not the attack's {sorted(names)}")
     return dict(given)
+
+
+def require_one_step(name: str, config) -> None:
+    """An analytic attack that reads a gradient takes fedavg mode only as one local step on
+    all the client's data (then the update is ``lr (g + wd w)``): refuses ``fl.local_epochs
+    != 1`` in ``attack.mode='fedavg'`` (one line; its ``requires`` hook). The batch size is
+    checked on the observation (:func:`check_one_step`)."""
+    if str(config.attack.mode) == "fedavg" and int(config.fl.local_epochs) != 1:
+        raise ConfigError(
+            f"attack.name={name!r} in attack.mode='fedavg' needs one local step "
+            f"(fl.local_epochs=1, fl.batch_size >= the client's samples), "
+            f"got fl.local_epochs={config.fl.local_epochs}"
+        )
+
+
+def check_one_step(name: str, obs) -> None:
+    """Refuses (one line) a fedavg observation of more than one local step."""
+    b = int(obs.num_samples)
+    if obs.mode == "fedavg" and local_steps(b, obs.hp.epochs, obs.hp.batch_size) != 1:
+        raise ConfigError(
+            f"attack.name={name!r} in attack.mode='fedavg' needs one local step on all the "
+            f"client's data (fl.local_epochs=1, fl.batch_size >= {b}), got "
+            f"{local_steps(b, obs.hp.epochs, obs.hp.batch_size)} steps"
+        )
+
+
+def one_step_gradient(obs, update, before):
+    """The gradient up to the factor ``lr``: ``update`` itself in gradient mode; in fedavg
+    mode of one local step (:func:`check_one_step`) ``before - after = lr (g + wd w)``, so the
+    known ``lr wd w`` (``before``: the same layers' weights the client received) is removed.
+    Pytrees of the same structure; float32 leaves."""
+    update = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), update)
+    if obs.mode != "fedavg":
+        return update
+    mult = jnp.asarray(obs.hp.lr, jnp.float32) * jnp.asarray(obs.hp.weight_decay, jnp.float32)
+    return jax.tree.map(lambda u, w: u - mult * jnp.asarray(w, jnp.float32), update, before)
 
 
 class Reconstruction(NamedTuple):

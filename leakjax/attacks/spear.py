@@ -40,10 +40,15 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from leakjax.attacks.base import Attack, Reconstruction
+from leakjax.attacks.base import (
+    Attack,
+    Reconstruction,
+    check_one_step,
+    one_step_gradient,
+    require_one_step,
+)
 from leakjax.attacks.cpa import dense_layer
 from leakjax.attacks.registry import AttackSpec, register
-from leakjax.fl.schedule import local_steps
 from leakjax.settings import Checked, setting
 from leakjax.types import Array, ConfigError
 
@@ -127,12 +132,7 @@ def requires(config) -> None:
             f"attack.name='spear' needs model.name in {MODELS} without an imprint block "
             f"(a first Dense + ReLU layer), got model.name={name!r}"
         )
-    if str(config.attack.mode) == "fedavg" and int(config.fl.local_epochs) != 1:
-        raise ConfigError(
-            "attack.name='spear' in attack.mode='fedavg' needs one local step "
-            f"(fl.local_epochs=1, fl.batch_size >= the client's samples), "
-            f"got fl.local_epochs={config.fl.local_epochs}"
-        )
+    require_one_step("spear", config)
 
 
 def _null_vectors(rows: Array) -> Array:
@@ -267,8 +267,9 @@ def recover(obs, input_shape, box, key, cfg: SPEARConfig = SPEARConfig()):
       disagreement of the result (0 when exact).
     """
     b = int(obs.num_samples)
-    lay = dense_layer(obs.update, LAYER, "update")
     before = dense_layer(obs.variables["params"], LAYER, "variables")
+    # fedavg (one step): lr (g + wd w) less the known decay; lr cancels below
+    lay = one_step_gradient(obs, dense_layer(obs.update, LAYER, "update"), before)
     # The barrier keeps XLA from constant-folding the SVD when the observation is a
     # closed-over host array (a single, unbatched run).
     dw, db, kernel, bias = jax.lax.optimization_barrier(
@@ -277,10 +278,6 @@ def recover(obs, input_shape, box, key, cfg: SPEARConfig = SPEARConfig()):
             for a in (lay["kernel"].T, lay["bias"], before["kernel"], before["bias"])
         )
     )  # [m, n], [m], [n, m], [m]
-    if obs.mode == "fedavg":  # one step: lr (g + wd w); lr cancels below
-        mult = jnp.asarray(obs.hp.lr, jnp.float32) * jnp.asarray(obs.hp.weight_decay, jnp.float32)
-        dw = dw - mult * kernel.T
-        db = db - mult * bias
     finite = jnp.isfinite(jnp.max(jnp.abs(dw))) & jnp.isfinite(jnp.max(jnp.abs(db)))
     dw = jnp.where(finite, dw, 0.0)
     db = jnp.where(finite, db, 0.0)
@@ -333,12 +330,7 @@ def make(obs, model, cfg: SPEARConfig = SPEARConfig(), *, steps: int = 1, box, l
             f"attack.name='spear': batch of {b} exceeds the {width} units of layer {LAYER!r} "
             f"(needs batch <= width; attack.batch_size / the client's samples)"
         )
-    if obs.mode == "fedavg" and local_steps(b, obs.hp.epochs, obs.hp.batch_size) != 1:
-        raise ConfigError(
-            "attack.name='spear' in attack.mode='fedavg' needs one local step on all the "
-            f"client's data (fl.local_epochs=1, fl.batch_size >= {b}), got "
-            f"{local_steps(b, obs.hp.epochs, obs.hp.batch_size)} steps"
-        )
+    check_one_step("spear", obs)
 
     def init(key):
         x, kept, drawn, mismatch, finite = recover(obs, shape, box, key, cfg)

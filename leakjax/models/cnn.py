@@ -77,3 +77,49 @@ class CNN3(nn.Module):
         if return_features == "head":
             return x
         return C.dense(x, self.num_classes, "head")
+
+
+# (name, output channels, kernel, stride, padding) of RGAPCNN's convolutions, input first.
+RGAP_CONVS = (
+    ("conv1", 12, 4, 2, 1),
+    ("conv2", 36, 3, 2, 1),
+    ("conv3", 36, 3, 1, 1),
+)
+RGAP_SLOPE = 0.2
+
+
+class RGAPCNN(nn.Module):
+    """The small CNN R-GAP inverts in closed form ("rgap_cnn"): strided convolutions with
+    LeakyReLU(0.2), then the head.
+
+    Zhu and Blaschko, "R-GAP: Recursive Gradient Attack on Privacy", ICLR 2021 (arXiv
+    2010.07733) attack networks whose every layer can be solved backwards: an invertible
+    activation (LeakyReLU, not ReLU, so the pre-activation is known from the activation) and at
+    least as many equations (the layer's outputs plus its weight gradient) as unknowns (its
+    inputs). None of the benchmark's models qualify (ReLU and max pooling discard their
+    inputs), so this is a small one in the paper's spirit (its CNN6, shortened): Conv4x4/2(12),
+    Conv3x3/2(36), Conv3x3/1(36), each with bias and LeakyReLU(0.2), flatten, Dense head.
+    At 32x32x3 the layers have 3072 -> 3072 -> 2304 -> 2304 units, 39,262 parameters with the
+    head; any H, W >= 4 works (the quickstart's 16x16x1 digits too).
+    The layer table `RGAP_CONVS` and `RGAP_SLOPE` are what `leakjax.attacks.rgap` reads.
+
+    Attributes:
+        num_classes: logits.
+        impl: convolution implementation.
+    """
+
+    num_classes: int
+    impl: str = "auto"
+
+    @nn.compact
+    def __call__(
+        self, x: Array, train: bool = False, mask=None, return_features: str | None = None
+    ) -> Array:
+        C.check_tap(return_features, ("head",))
+        for name, features, kernel, stride, pad in RGAP_CONVS:
+            conv = C.Conv(features, kernel, stride, pad, impl=self.impl, name=name)
+            x = nn.leaky_relu(conv(x), RGAP_SLOPE)
+        x = x.reshape(x.shape[0], -1)
+        if return_features == "head":
+            return x
+        return C.dense(x, self.num_classes, "head")

@@ -2,7 +2,8 @@
 
 The attacked models of Zhu, Huang, Xie, "Privacy Attack in Federated Learning is Not Easy: An
 Experimental Study" (arXiv 2409.19301), by the names its reference code uses: cnn, cnn3, mlp,
-fc2, lenet, resnet18, vgg16; plus lenet_dlg, the DLG paper's own LeNet. Everything outside this
+fc2, lenet, resnet18, vgg16; plus lenet_dlg, the DLG paper's own LeNet, and rgap_cnn, the small
+LeakyReLU CNN that R-GAP inverts (`leakjax.attacks.rgap`). Everything outside this
 package sees a model only through :class:`Model`: pure ``init`` / ``apply`` / ``features`` over
 variable pytrees, the last linear layer always the ``nn.Dense`` named ``"head"``.
 """
@@ -154,6 +155,11 @@ _REGISTRY: dict[str, _Entry] = {
     ),
     "lenet_dlg": _Entry(
         lambda n, s, impl: lenet.LeNetDLG(n, impl=impl),
+        lambda o: 4,
+        lambda o: False,
+    ),
+    "rgap_cnn": _Entry(
+        lambda n, s, impl: cnn.RGAPCNN(n, impl=impl),
         lambda o: 4,
         lambda o: False,
     ),
