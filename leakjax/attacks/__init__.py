@@ -17,6 +17,7 @@ from leakjax.attacks import (  # noqa: F401
     idlg,
     inverting_gradients,
     rtf,
+    sme,
     spear,
 )
 
