@@ -173,7 +173,7 @@ def test_registry_order_and_every_attack_module_registers_itself():
     """Every attack module's SPEC is the registered one (no second list to keep in sync)."""
     assert attacks.names() == [
         "cpa", "cpa_fi", "dlf", "dlg", "dmgan", "ggl", "grnn", "idlg", "ig", "rgap", "rtf",
-        "spear",
+        "sme", "spear",
     ]  # fmt: skip
     for path in sorted((ROOT / "leakjax" / "attacks").glob("*.py")):
         module = importlib.import_module(f"leakjax.attacks.{path.stem}")

@@ -31,6 +31,7 @@ EXPECTED = {
     "fig18_dlg_fedavg_100clients": ("dlg", "cnn", "cifar10"),
     "fig19_idlg_fedavg_100clients": ("idlg", "cnn", "cifar10"),
     "fig20_ig_fedavg_100clients": ("ig", "cnn", "cifar10"),
+    "fig20_sme_fedavg_100clients": ("sme", "cnn", "cifar10"),
     "fig21_dlf_fedavg_100clients": ("dlf", "cnn3", "cifar100"),
     "fig22_cpa_fedavg_100clients": ("cpa", "fc2", "tiny_imagenet"),
     "fig23_cpafi_fedavg_10clients": ("cpa_fi", "vgg16", "tiny_imagenet"),
@@ -67,6 +68,7 @@ EXPECTED = {
 # (FL setting of the full config: clients, local batch, local epochs)
 SETTINGS = {
     "fig20_ig_fedavg_100clients": (100, 10, 1),
+    "fig20_sme_fedavg_100clients": (100, 10, 1),
     "fig28_ig_fedavg_10clients": (10, 10, 1),
     "fig29_dlf_fedavg_20clients": (20, 10, 1),
     "fig33_ig_fedavg_batch50": (100, 50, 1),

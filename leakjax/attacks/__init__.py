@@ -18,6 +18,7 @@ from leakjax.attacks import (  # noqa: F401
     inverting_gradients,
     rgap,
     rtf,
+    sme,
     spear,
 )
 
