@@ -224,6 +224,20 @@ def attack_cases(quick: bool) -> list[AttackCase]:
             batch=10,
             reference_s=1.32,
         ),
+        # the simulated client dense (attack.factored='off'); ig_fedavg factors the cnn's fc1
+        # through the local steps under the default 'auto'
+        AttackCase(
+            "ig_fedavg_dense",
+            "ig",
+            "cnn",
+            C,
+            10,
+            mode="fedavg",
+            epochs=5,
+            batch=10,
+            overrides=(("factored", "off"),),
+            reference_s=1.32,
+        ),
         AttackCase(
             "dlf_cnn3",
             "dlf",
@@ -233,6 +247,19 @@ def attack_cases(quick: bool) -> list[AttackCase]:
             mode="fedavg",
             epochs=1,
             batch=10,
+            reference_s=0.392,
+        ),
+        # cnn3's fc1 (8192 x 200 against 50 rows) is just under 'auto''s threshold: forced on
+        AttackCase(
+            "dlf_cnn3_factored",
+            "dlf",
+            "cnn3",
+            C,
+            50,
+            mode="fedavg",
+            epochs=1,
+            batch=10,
+            overrides=(("factored", "on"),),
             reference_s=0.392,
         ),
         AttackCase(

@@ -106,11 +106,13 @@ def test_matching_objective_and_its_image_gradient_agree(loss):
     assert abs(float(at_truth)) < 1e-5 * max(1.0, float(losses.sq_norm(target)))
 
 
-# every registered attack with a ``factored`` setting (idlg shares dlg's code: skipped)
+# every registered gradient-mode attack with a ``factored`` setting (idlg shares dlg's code)
 FACTORED = [
     n
     for n in attacks.names()
-    if "factored" in settings_lib.keys(attacks.get(n).settings) and n != "idlg"
+    if "factored" in settings_lib.keys(attacks.get(n).settings)
+    and "gradient" in attacks.get(n).modes
+    and n != "idlg"
 ]
 
 
@@ -132,7 +134,7 @@ def test_attacks_step_the_same_with_and_without_factoring(name, monkeypatch):
         before = len(calls)
         acfg = base_config().attack
         acfg.name, acfg.mode, acfg.steps, acfg.labels = name, "gradient", 10, "oracle"
-        acfg.factored = factored
+        acfg.factored = "auto" if factored else "off"
         spec = attacks.get(name)
         spec.bind(acfg)
         atk = spec.build(obs, model, acfg, box=BOX, labels=np.asarray(y))

@@ -58,6 +58,8 @@ from leakjax.attacks.base import Attack, Reconstruction, hyperparams
 from leakjax.attacks.registry import AttackSpec, register
 from leakjax.attacks.simulation import SIMULATIONS, simulation_hparams
 from leakjax.fl.client import Client
+from leakjax.fl.factored import MODES as FACTORED_MODES
+from leakjax.fl.factored import simulated_delta
 from leakjax.fl.schedule import copies_schedule
 from leakjax.matching import linear_sum_assignment, pairwise_mse
 from leakjax.models.conv import conv2d
@@ -92,6 +94,9 @@ class DLFConfig(Checked):
         which relies on the clip prior; Inverting Gradients does it).
       simulation: 'exact' or 'reference' (no momentum / weight decay in the simulation).
       remat: rematerialize the simulated local steps (memory O(sqrt(steps)): `fl.client_update`).
+      factored: 'auto' / 'on' / 'off': simulate the client with its big dense kernels kept
+        factored through the local steps (`leakjax.fl.factored`; exact to float32 rounding;
+        'auto': kernels above its size threshold, at most `fl.factored.MAX_STEPS` steps).
     """
 
     lr: float = setting(0.1, low=0, low_open=True)
@@ -109,6 +114,7 @@ class DLFConfig(Checked):
     boxed: bool = False
     simulation: str = setting("exact", choices=SIMULATIONS)
     remat: bool = False
+    factored: str = setting("auto", choices=FACTORED_MODES)
 
 
 @struct.dataclass
@@ -229,7 +235,15 @@ def curriculum(step: Array, steps: int, start: float, end: float) -> Array:
 # ----------------------------------------------------------------------------- simulation
 
 
-def simulate(model, obs, x: Array, y: Array, simulation: str = "exact", remat: bool = False):
+def simulate(
+    model,
+    obs,
+    x: Array,
+    y: Array,
+    simulation: str = "exact",
+    remat: bool = False,
+    factored: str = "off",
+):
     """``theta_0 - theta_T`` of the client's local training on per-epoch copies.
 
     Epoch e trains on copy ``x[e]`` in its stored order (batches of ``obs.hp.batch_size``,
@@ -242,6 +256,7 @@ def simulate(model, obs, x: Array, y: Array, simulation: str = "exact", remat: b
       x: [E, N, H, W, C] copies (E = ``obs.hp.epochs``); y: [E, N] int labels.
       simulation: 'exact' (the client's momentum and weight decay) or 'reference'.
       remat: rematerialize each local step in the backward pass.
+      factored: 'auto' / 'on' / 'off' (`leakjax.fl.factored.simulated_delta`).
     """
     e, n = x.shape[:2]
     hp = simulation_hparams(obs.hp, simulation, n, full_batch=False)
@@ -249,12 +264,14 @@ def simulate(model, obs, x: Array, y: Array, simulation: str = "exact", remat: b
     flat_y = y.reshape((e * n,) + y.shape[2:])
     # the defended client as the attacker simulates it (no noise; its update hooks simulated)
     client = Client(model, hp, obs.defense, observed=obs.update if obs.defense else None)
-    return client.delta(
+    return simulated_delta(
+        client,
         obs.variables,
         flat_x,
         flat_y,
         remat=remat,
         schedule=copies_schedule(e, n, hp.batch_size),
+        mode=factored,
     )
 
 
@@ -310,7 +327,7 @@ def make(obs, model, cfg: DLFConfig, *, steps: int, box, labels=None, hparams=No
     conv = cfg.order_prior.endswith("_conv") and e > 1
 
     def terms(x, y, proj):
-        upd = simulate(model, obs, x, y, cfg.simulation, cfg.remat)
+        upd = simulate(model, obs, x, y, cfg.simulation, cfg.remat, cfg.factored)
         rec = losses.layer_weighted_l2(upd, obs.update, weights)
         flat = x.reshape((e * n,) + x.shape[2:])
         tv = losses.tv_l1(flat)

@@ -38,7 +38,7 @@ from flax import struct
 from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction, hyperparams
 from leakjax.attacks.registry import AttackSpec, register, resolve_labels
-from leakjax.attacks.simulation import SIMULATIONS, simulated_update
+from leakjax.attacks.simulation import FACTORED_MODES, SIMULATIONS, simulated_update
 from leakjax.settings import Checked, setting
 from leakjax.types import ConfigError
 
@@ -65,8 +65,10 @@ class DLGConfig(Checked):
       num_images: number of dummies (default: the observation's sample count).
       simulation: fedavg mode: 'exact' (the client's hyperparameters) or 'reference'.
       remat: rematerialize the simulated local steps.
-      factored: 'gradient' mode: keep big dense-kernel gradients factored
+      factored: 'auto' / 'on' / 'off'. 'gradient' mode: keep big dense-kernel gradients factored
         (`leakjax.attacks.lowrank`; same objective to float32 rounding, several times faster).
+        'fedavg' mode: the simulated client's big dense kernels factored through its local
+        steps (`leakjax.fl.factored`; 'auto': above its size threshold; 'off': dense).
     """
 
     lr: float = setting(1.0, low=0, low_open=True)
@@ -78,7 +80,7 @@ class DLGConfig(Checked):
     num_images: int | None = setting(None, low=1)
     simulation: str = setting("exact", choices=SIMULATIONS)
     remat: bool = False
-    factored: bool = True
+    factored: str = setting("auto", choices=FACTORED_MODES)
 
 
 @struct.dataclass

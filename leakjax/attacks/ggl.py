@@ -53,7 +53,7 @@ from flax import struct
 from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction
 from leakjax.attacks.registry import AttackSpec, register, resolve_labels
-from leakjax.attacks.simulation import SIMULATIONS, simulated_update
+from leakjax.attacks.simulation import FACTORED_MODES, SIMULATIONS, simulated_update
 from leakjax.labels.idlg import idlg_label
 from leakjax.models import generator_checkpoint, generators
 from leakjax.settings import Checked, setting
@@ -92,8 +92,10 @@ class GGLConfig(Checked):
         'idlg', or 'fixed' (the labels given to `make`).
       num_images: images searched (default: the observation's sample count).
       simulation: fedavg mode: 'exact' or 'reference' (see `simulated_update`).
-      factored: 'gradient' mode: keep big dense-kernel gradients factored
+      factored: 'auto' / 'on' / 'off'. 'gradient' mode: keep big dense-kernel gradients factored
         (`leakjax.attacks.lowrank`; same fitness to float32 rounding, several times faster).
+        'fedavg' mode: the simulated client's big dense kernels factored through its local
+        steps (`leakjax.fl.factored`; 'auto': above its size threshold; 'off': dense).
     """
 
     generator_path: str = ""
@@ -108,7 +110,7 @@ class GGLConfig(Checked):
     labels: str = "auto"
     num_images: int | None = setting(None, low=1)
     simulation: str = setting("exact", choices=SIMULATIONS)
-    factored: bool = True
+    factored: str = setting("auto", choices=FACTORED_MODES)
 
 
 @struct.dataclass

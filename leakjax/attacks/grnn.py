@@ -44,7 +44,7 @@ from flax import struct
 from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction, hyperparams
 from leakjax.attacks.registry import AttackSpec, register, resolve_labels
-from leakjax.attacks.simulation import SIMULATIONS, simulated_update
+from leakjax.attacks.simulation import FACTORED_MODES, SIMULATIONS, simulated_update
 from leakjax.models.conv import IMPLS
 from leakjax.models.generators import GRNNGenerator, generate, init_generator
 from leakjax.settings import Checked, setting
@@ -71,8 +71,10 @@ class GRNNConfig(Checked):
       noise_dim: size of the fixed noise.
       simulation: fedavg mode: 'exact' or 'reference' (see `simulated_update`).
       remat: rematerialize the simulated local steps.
-      factored: 'gradient' mode: keep big dense-kernel gradients factored
+      factored: 'auto' / 'on' / 'off'. 'gradient' mode: keep big dense-kernel gradients factored
         (`leakjax.attacks.lowrank`; same objective to float32 rounding, several times faster).
+        'fedavg' mode: the simulated client's big dense kernels factored through its local
+        steps (`leakjax.fl.factored`; 'auto': above its size threshold; 'off': dense).
       conv_impl: the generator's convolution implementation (`leakjax.models.conv`).
     """
 
@@ -86,7 +88,7 @@ class GRNNConfig(Checked):
     noise_dim: int = setting(128, low=1)
     simulation: str = setting("exact", choices=SIMULATIONS)
     remat: bool = False
-    factored: bool = True
+    factored: str = setting("auto", choices=FACTORED_MODES)
     conv_impl: str = setting("auto", choices=IMPLS)
 
 

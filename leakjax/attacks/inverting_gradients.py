@@ -31,7 +31,7 @@ from flax import struct
 from leakjax.attacks import losses
 from leakjax.attacks.base import Attack, Reconstruction, hyperparams
 from leakjax.attacks.registry import AttackSpec, register, resolve_labels
-from leakjax.attacks.simulation import SIMULATIONS, simulated_update
+from leakjax.attacks.simulation import FACTORED_MODES, SIMULATIONS, simulated_update
 from leakjax.labels.idlg import idlg_label
 from leakjax.settings import Checked, setting
 from leakjax.types import ConfigError
@@ -59,8 +59,10 @@ class IGConfig(Checked):
       num_images: number of dummies (default: the observation's sample count).
       simulation: fedavg mode: 'exact' or 'reference' (see the module docstring).
       remat: rematerialize the simulated local steps (memory vs one extra forward).
-      factored: 'gradient' mode: keep big dense-kernel gradients factored
+      factored: 'auto' / 'on' / 'off'. 'gradient' mode: keep big dense-kernel gradients factored
         (`leakjax.attacks.lowrank`; same objective to float32 rounding, several times faster).
+        'fedavg' mode: the simulated client's big dense kernels factored through its local
+        steps (`leakjax.fl.factored`; 'auto': above its size threshold; 'off': dense).
     """
 
     lr: float = setting(0.1, low=0, low_open=True)
@@ -75,7 +77,7 @@ class IGConfig(Checked):
     num_images: int | None = setting(None, low=1)
     simulation: str = setting("exact", choices=SIMULATIONS)
     remat: bool = False
-    factored: bool = True
+    factored: str = setting("auto", choices=FACTORED_MODES)
 
 
 @struct.dataclass

@@ -39,12 +39,8 @@ import jax.numpy as jnp
 from flax import traverse_util
 
 from leakjax.fl.client import gradient, loss_and_state
+from leakjax.fl.factored import dense_calls, is_dense_call, worth_factoring
 from leakjax.types import Array
-
-# Factor a kernel when its rank-r form is at least this many times smaller than the matrix,
-# and the matrix has at least MIN_ELEMENTS entries (small kernels are cheaper dense).
-MIN_SAVING = 4
-MIN_ELEMENTS = 1 << 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,34 +100,6 @@ def densify(tree):
     return jax.tree.map(lambda u: u.dense() if isinstance(u, LowRank) else u, tree)
 
 
-def _is_call(context) -> bool:
-    return isinstance(context.module, nn.Dense) and context.method_name == "__call__"
-
-
-def _dense_calls(apply, variables, x, mask, train) -> dict[tuple, tuple]:
-    """``{param path: (rows, in, out)}`` of the Denses called exactly once on 2-D inputs."""
-    seen: dict[tuple, list] = {}
-
-    def record(next_fun, args, kwargs, context):
-        out = next_fun(*args, **kwargs)
-        if _is_call(context):
-            seen.setdefault(tuple(context.module.path), []).append((args[0].shape, out.shape))
-        return out
-
-    def run(v, x):
-        with nn.intercept_methods(record):
-            return apply(v, x, train=train, mask=mask)
-
-    jax.eval_shape(run, variables, x)
-    found = {}
-    for path, calls in seen.items():
-        if len(calls) != 1 or len(calls[0][0]) != 2:
-            continue
-        (rows, fin), (_, fout) = calls[0]
-        found[path] = (rows, fin, fout)
-    return found
-
-
 def factored_gradient(apply, variables, x: Array, y: Array, mask=None, *, train: bool = False):
     """`leakjax.fl.gradient` with big, low-rank dense-kernel gradients as `LowRank` leaves.
 
@@ -143,18 +111,16 @@ def factored_gradient(apply, variables, x: Array, y: Array, mask=None, *, train:
 
     Returns:
       The gradient pytree of ``variables['params']``: a dense array per leaf, except the
-      ``kernel`` of every Dense whose rank-``B`` form is at least `MIN_SAVING` times smaller
-      (and that has at least `MIN_ELEMENTS` entries), which is a `LowRank`. Differentiable
+      ``kernel`` of every Dense whose rank-``B`` form is much smaller
+      (`leakjax.fl.factored.worth_factoring`), which is a `LowRank`. Differentiable
       w.r.t. ``x`` and ``y`` like the dense gradient.
     """
     params = variables["params"]
     flat = traverse_util.flatten_dict(params)
     chosen = {
         path: shape
-        for path, shape in _dense_calls(apply, variables, x, mask, train).items()
-        if path + ("kernel",) in flat
-        and shape[1] * shape[2] >= MIN_ELEMENTS
-        and shape[0] * (shape[1] + shape[2]) * MIN_SAVING <= shape[1] * shape[2]
+        for path, shape in dense_calls(apply, variables, x, mask, train).items()
+        if path + ("kernel",) in flat and worth_factoring(*shape)
     }
     if not chosen:
         return gradient(apply, variables, x, y, mask, train=train)
@@ -167,7 +133,7 @@ def factored_gradient(apply, variables, x: Array, y: Array, mask=None, *, train:
 
         def tap(next_fun, args, kwargs, context):
             out = next_fun(*args, **kwargs)
-            path = tuple(context.module.path) if _is_call(context) else None
+            path = tuple(context.module.path) if is_dense_call(context) else None
             if path in probes:
                 inputs[path] = args[0]
                 out = out + probes[path]

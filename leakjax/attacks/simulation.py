@@ -14,9 +14,11 @@ import jax
 import jax.numpy as jnp
 
 from leakjax.attacks import lowrank
+from leakjax.fl import factored as fl_factored
 from leakjax.fl.client import Client, ClientHParams, gradient
 
 SIMULATIONS = ("exact", "reference")
+FACTORED_MODES = fl_factored.MODES  # attack.factored
 
 
 def simulation_hparams(hp: ClientHParams, simulation: str, num_rows: int, *, full_batch=True):
@@ -42,7 +44,7 @@ def simulated_update(
     simulation: str = "exact",
     remat: bool = False,
     key=None,
-    factored: bool = False,
+    factored: str = "off",
 ):
     """Params-shaped update for data ``x`` (normalized) with int or soft labels ``y``.
 
@@ -54,15 +56,17 @@ def simulated_update(
       remat: rematerialize the simulated local steps (memory O(sqrt(steps)): `fl.client_update`).
       key: shuffle key for the simulated client (None: fixed order, the usual choice
         of an attacker who does not know the client's permutation).
-      factored: 'gradient' mode: keep big dense-kernel gradients as their rank-B factors
+      factored: 'auto', 'on' or 'off' (`leakjax.fl.factored.MODES`). 'gradient' mode, unless
+        'off': keep big dense-kernel gradients as their rank-B factors
         (`leakjax.attacks.lowrank`); the result then only feeds `leakjax.attacks.losses`.
-        Ignored in 'fedavg' mode.
+        'fedavg' mode: simulate the client with its big dense kernels factored through the
+        local steps (`leakjax.fl.factored.simulated_delta`; 'auto': above its size threshold).
     """
     defense = obs.defense  # set only for an adaptive attack on a defended client
     if obs.mode == "gradient" and defense:
         return Client(model, obs.hp, defense, observed=obs.update).gradient(obs.variables, x, y)
     if obs.mode == "gradient":
-        if factored:
+        if factored != "off":
             return lowrank.factored_gradient(model.apply, obs.variables, x, y, None, train=False)
         return gradient(model.apply, obs.variables, x, y, None, train=False)
 
@@ -71,7 +75,9 @@ def simulated_update(
         return Client(model, hp, defense, observed=obs.update if defense else None)
 
     def one_client(xs, ys):
-        return client(xs).delta(obs.variables, xs, ys, None, key, remat=remat)
+        return fl_factored.simulated_delta(
+            client(xs), obs.variables, xs, ys, key, remat=remat, mode=factored
+        )
 
     sizes = tuple(obs.group_sizes or ()) if defense else ()
     if len(sizes) > 1 and sum(sizes) == x.shape[0]:

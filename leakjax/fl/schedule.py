@@ -4,7 +4,8 @@
 epoch, the last partial batch kept, as torch's DataLoader); `local_steps` and
 `momentum_weights` count and weigh its SGD steps for the analytic attacks and label
 inference (`leakjax.labels.counts`, `leakjax.attacks.rtf`) that reason about the update
-without running it.
+without running it; `sgd_weights` (momentum and weight decay) is the same bookkeeping for
+the factored client (`leakjax.fl.factored`).
 """
 
 from __future__ import annotations
@@ -84,3 +85,26 @@ def momentum_weights(steps: int, momentum, xp=jnp):
     dtype = xp.float64 if xp is not jnp else jnp.float32
     powers = xp.asarray(momentum, dtype) ** xp.arange(steps, dtype=dtype)
     return xp.cumsum(powers)[::-1]
+
+
+def sgd_weights(steps: int, lr, momentum, weight_decay, xp=jnp):
+    """(alpha [steps + 1], coef [steps + 1, steps]): a parameter after s local steps, in terms
+    of its start and the steps' gradients.
+
+    With torch's SGD (d_t = G_t + wd * theta_t; buf_t = mu * buf_{t-1} + d_t, buf_{-1} = 0;
+    theta_{t+1} = theta_t - lr * buf_t) every iterate is linear in theta_0 and G_0..G_{s-1}:
+    ``theta_s = alpha[s] * theta_0 + sum_t coef[s, t] * G_t`` (``coef[s, t] = 0`` for t >= s).
+    Without weight decay ``alpha = 1`` and ``coef[steps] = -lr * momentum_weights(steps, mu)``.
+    ``xp`` is ``jnp`` (traced hyperparameters, float32) or ``numpy`` (float64 on the host).
+    """
+    dtype = xp.float64 if xp is not jnp else jnp.float32
+    lr, mu, wd = (xp.asarray(v, dtype) for v in (lr, momentum, weight_decay))
+    eye = xp.eye(steps, dtype=dtype)
+    alpha, coef = [xp.ones((), dtype)], [xp.zeros((steps,), dtype)]
+    beta, buf = xp.zeros((), dtype), xp.zeros((steps,), dtype)  # the momentum buffer, alike
+    for s in range(steps):
+        beta = mu * beta + wd * alpha[s]
+        buf = mu * buf + wd * coef[s] + eye[s]
+        alpha.append(alpha[s] - lr * beta)
+        coef.append(coef[s] - lr * buf)
+    return xp.stack(alpha), xp.stack(coef)
