@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from leakjax import attacks, models
-from leakjax.attacks import base, dlf, dlg, grnn, idlg
+from leakjax.attacks import base, cpa, cpa_fi, dlf, dlg, ggl, grnn, idlg
 from leakjax.attacks import inverting_gradients as ig
 from leakjax.attacks.registry import AttackSpec
 from leakjax.fl import ClientHParams
@@ -28,6 +28,11 @@ BASE_COMMIT = {
     "dlg": "3265e9ff22bab7d5",
     "grnn": "75a2ceb5f7f52fa1",
     "dlf": "d240cbcc6c7faf10",
+    # on 49bfad9 (before GGL's and CPA's hyperparameters were traced)
+    "ggl": "654eaa7ca981a947",
+    "cpa": "367882ecf1b9779a",
+    "cpa_tv": "e01877a5a94efe13",
+    "cpa_fi": "c0830309c91e6ffe",
 }
 # Traced scalars that XLA:CPU fuses differently from a constant (measured: GRNN's images differ
 # by at most 4.8e-7, 2.4e-7 of their range, after 4 RMSprop steps): relative bound.
@@ -112,6 +117,20 @@ def test_settings_axis_with_trials(problem):
         ("dlg", dlg.make, dlg.DLGConfig(lr=0.5), 4),
         ("grnn", grnn.make, grnn.GRNNConfig(lr=1e-3, tv=1e-2), 4),
         ("dlf", dlf.make, dlf.DLFConfig(lr=0.2, lr_final=0.5), 4),
+        (
+            "ggl",
+            ggl.make,
+            ggl.GGLConfig(population=8, generator_dim=8, latent_dim=8, sigma=0.7, kl_weight=0.2),
+            4,
+        ),
+        (
+            "cpa",
+            cpa.make,
+            cpa.CPAConfig(lr=1e-2, decor=1.0, temperature=5.0, tv=0.5, nv=0.1, l1=0.1, a=1.5),
+            4,
+        ),
+        ("cpa_tv", cpa.make, cpa.CPAConfig(lr=1e-2, decor=1.0, temperature=5.0, tv=0.5, a=1.5), 4),
+        ("cpa_fi", cpa_fi.make, cpa_fi.CPAFIConfig(cpa_steps=3, fi=0.8, fi_lr=0.05, tv=0.01), 4),
     ],
 )
 def test_traced_equals_baked_in(problem, name, make, cfg, steps):
@@ -120,13 +139,14 @@ def test_traced_equals_baked_in(problem, name, make, cfg, steps):
     model, obs, y, (v, x) = problem
     if name == "dlf":
         obs = fedavg_observation(model, v, x, y, ClientHParams(lr=0.1, epochs=2, batch_size=1))
-    spec = attacks.get(name)
+    spec = attacks.get(name.removesuffix("_tv"))
+    kw = {} if name.startswith("cpa") else {"labels": y}  # CPA recovers no labels
     traced = _run(
-        lambda hp: make(obs, model, cfg, steps=steps, box=BOX, labels=y, hparams=hp),
+        lambda hp: make(obs, model, cfg, steps=steps, box=BOX, hparams=hp, **kw),
         steps,
         spec.hparams(cfg),
     )
-    baked = _run(make(obs, model, cfg, steps=steps, box=BOX, labels=y), steps)
+    baked = _run(make(obs, model, cfg, steps=steps, box=BOX, **kw), steps)
     if jax.default_backend() == "cpu":
         assert _digest(baked) == BASE_COMMIT[name]
     if name in INEXACT:
@@ -145,6 +165,9 @@ def test_specs_declare_their_hyperparams():
     assert attacks.get("idlg").hyperparams == ("lr",)
     assert attacks.get("grnn").hyperparams == ("lr", "tv")
     assert attacks.get("dlf").hyperparams == ("lr", "tv", "clip", "reorder")
+    assert attacks.get("ggl").hyperparams == ("sigma", "kl_weight")
+    assert attacks.get("cpa").hyperparams == ("lr", "a", "decor", "temperature", "tv", "nv", "l1")
+    assert attacks.get("cpa_fi").hyperparams == (*attacks.get("cpa").hyperparams, "fi", "fi_lr")
     for name in attacks.names():
         spec = attacks.get(name)
         if isinstance(spec, attacks.ClientAttackSpec):  # a malicious client: no Attack to trace
@@ -166,3 +189,42 @@ def test_bad_hparams_are_refused(problem):
     with pytest.raises(ValueError, match=r"hyperparams \['nope'\] are not settings fields"):
         dataclasses.replace(attacks.get("ig"), hyperparams=("lr", "nope"))
     assert isinstance(idlg.SPEC, AttackSpec) and base.hyperparams(ig.IGConfig(), ()) == {}
+
+
+def test_three_ggl_sigmas_and_cpa_learning_rates_compile_once(problem):
+    """GGL's CMA-ES step size and CPA's Adam step are traced: 3 values, one trace each, and
+    each value's run equals its own baked-in run."""
+    model, obs, y, _ = problem
+    cases = [
+        (
+            ggl.make,
+            ggl.GGLConfig(population=8, generator_dim=8, latent_dim=8),
+            "sigma",
+            {"labels": y},
+        ),
+        (cpa.make, cpa.CPAConfig(lr=1e-2, decor=1.0, temperature=5.0), "lr", {}),
+    ]
+    for make, cfg, key, kw in cases:
+        traces = []
+        spec_hp = attacks.get("ggl" if make is ggl.make else "cpa").hparams(cfg)
+
+        def factory(hp, make=make, cfg=cfg, kw=kw, traces=traces):
+            a = make(obs, model, cfg, steps=4, box=BOX, hparams=hp, **kw)
+
+            def step(state, k):
+                traces.append(1)
+                return a.step(state, k)
+
+            return a._replace(step=step)
+
+        values = (0.3, 0.6, 1.2) if key == "sigma" else (1e-3, 1e-2, 1e-1)
+        hp = {k: jnp.full((3,), v, jnp.float32) for k, v in spec_hp.items()}
+        hp[key] = jnp.asarray(values, jnp.float32)
+        res = _run(factory, 4, hp)
+        assert len(traces) == 1, key
+        imgs = [r.reconstruction.images for r in res]
+        assert not np.array_equal(imgs[0], imgs[2]), key
+        for v, r in zip(values, res, strict=True):
+            one = dataclasses.replace(cfg, **{key: v})
+            baked = _run(make(obs, model, one, steps=4, box=BOX, **kw), 4)
+            np.testing.assert_allclose(r.losses, baked.losses, rtol=1e-5, atol=1e-6)

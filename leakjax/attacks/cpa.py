@@ -52,13 +52,15 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from leakjax.attacks.base import Attack, Reconstruction
+from leakjax.attacks.base import Attack, Reconstruction, hyperparams
 from leakjax.attacks.registry import AttackSpec, register
 from leakjax.settings import Checked, setting
 from leakjax.types import Array, ConfigError
 
 OUTPUTS = ("minmax", "bias")
 WHITEN = ("auto", "eigh", "randomized")
+# traced (`leakjax.attacks.base.hyperparams`): Adam's step and the objective's weights
+HYPERPARAMS = ("lr", "a", "decor", "temperature", "tv", "nv", "l1")
 _EPS = 1e-20
 
 
@@ -180,35 +182,38 @@ def image_diffs(rows: Array, image_shape) -> tuple[Array, Array]:
     return dx, dy
 
 
-def cpa_loss(u, gw, offset, cfg: CPAConfig, diffs=None) -> Array:
+def cpa_loss(u, gw, offset, cfg: CPAConfig, diffs=None, hp=None) -> Array:
     """The CPA objective of unmixing matrix ``u``.
 
     Args:
       u: ``[B, B]`` unmixing matrix (rows are normalised here).
       gw: ``[B, d_in]`` whitened centered rows; offset: ``[B, 1]`` their whitened means.
-      cfg: CPAConfig.
+      cfg: CPAConfig: which terms the objective has (a weight of 0 leaves its term out).
       diffs: image mode: :func:`image_diffs` of ``gw + offset`` (enables the TV term).
+      hp: the traced weights (`HYPERPARAMS`: a, decor, temperature, tv, nv, l1); None: the
+        settings' values.
     """
+    hp = hyperparams(cfg, HYPERPARAMS) if hp is None else hp
     un = _rows(u)
     s = un @ gw
-    ne = -jnp.mean(jnp.square(jnp.mean(_logcosh(cfg.a * s), axis=-1) / cfg.a))
+    ne = -jnp.mean(jnp.square(jnp.mean(_logcosh(hp["a"] * s), axis=-1) / hp["a"]))
     b = u.shape[0]
     loss = ne
     if cfg.decor > 0:
         cos = jnp.abs(un @ un.T)
-        off = (jnp.exp(cfg.temperature * cos) - 1.0) * (1.0 - jnp.eye(b, dtype=u.dtype))
-        loss = loss + cfg.decor * jnp.sum(off) / (b * b)
+        off = (jnp.exp(hp["temperature"] * cos) - 1.0) * (1.0 - jnp.eye(b, dtype=u.dtype))
+        loss = loss + hp["decor"] * jnp.sum(off) / (b * b)
     if diffs is not None and cfg.tv > 0 and cfg.nv == 0:
         dx, dy = diffs
-        loss = loss + cfg.tv * (jnp.mean(jnp.abs(un @ dx)) + jnp.mean(jnp.abs(un @ dy)))
+        loss = loss + hp["tv"] * (jnp.mean(jnp.abs(un @ dx)) + jnp.mean(jnp.abs(un @ dy)))
     if cfg.nv > 0 or cfg.l1 > 0:
         x = s + un @ offset  # undo the centering
         if cfg.nv > 0:
             neg = jnp.linalg.norm(jax.nn.relu(-x), axis=-1)
             pos = jnp.linalg.norm(jax.nn.relu(x), axis=-1)
-            loss = loss + cfg.nv * jnp.mean(jnp.minimum(neg, pos))
+            loss = loss + hp["nv"] * jnp.mean(jnp.minimum(neg, pos))
         if cfg.l1 > 0:
-            loss = loss + cfg.l1 * jnp.mean(jnp.abs(x))
+            loss = loss + hp["l1"] * jnp.mean(jnp.abs(x))
     return loss
 
 
@@ -238,10 +243,12 @@ def prepare_unmixing(obs, cfg: CPAConfig, num: int, key, image_shape=None) -> CP
     )
 
 
-def cpa_step(state: CPAState, cfg: CPAConfig) -> tuple[CPAState, Array]:
-    """One Adam step on the unmixing matrix (rows renormalised); returns the loss."""
-    loss, grad = jax.value_and_grad(cpa_loss)(state.u, state.gw, state.offset, cfg, state.diffs)
-    upd, opt_state = optax.adam(cfg.lr).update(grad, state.opt_state, state.u)
+def cpa_step(state: CPAState, cfg: CPAConfig, hp=None) -> tuple[CPAState, Array]:
+    """One Adam step on the unmixing matrix (rows renormalised); returns the loss. ``hp``:
+    the traced `HYPERPARAMS` (None: the settings' values)."""
+    hp = hyperparams(cfg, HYPERPARAMS) if hp is None else hp
+    loss, grad = jax.value_and_grad(cpa_loss)(state.u, state.gw, state.offset, cfg, state.diffs, hp)
+    upd, opt_state = optax.adam(hp["lr"]).update(grad, state.opt_state, state.u)
     u = _rows(optax.apply_updates(state.u, upd))
     return state.replace(u=u, opt_state=opt_state), loss
 
@@ -270,7 +277,9 @@ def num_sources(obs, layer_update, name: str) -> int:
     return num
 
 
-def make(obs, model, cfg: CPAConfig = CPAConfig(), *, steps: int, box, labels=None) -> Attack:
+def make(
+    obs, model, cfg: CPAConfig = CPAConfig(), *, steps: int, box, labels=None, hparams=None
+) -> Attack:
     """CPA on a layer whose input is the image (fc2's "fc1").
 
     Args:
@@ -281,11 +290,14 @@ def make(obs, model, cfg: CPAConfig = CPAConfig(), *, steps: int, box, labels=No
       box: (lo, hi) per-channel bounds of valid normalized pixels (the data set's mean and
         std are recovered from them for the min-max mapping).
       labels: unused (CPA recovers no labels).
+      hparams: traced `HYPERPARAMS` (float32 scalars) used instead of the settings' values;
+        which terms the objective has still follows ``cfg`` (a weight of 0 leaves it out).
 
     Returns:
       An `Attack` whose state is the unmixing problem; ``result`` gives ``B`` images.
     """
     del steps, labels
+    hp = hyperparams(cfg, HYPERPARAMS, hparams)
     check_config(cfg, obs.mode)
     lay = dense_layer(obs.update, cfg.layer, "update")
     shape = tuple(model.input_shape)
@@ -305,7 +317,7 @@ def make(obs, model, cfg: CPAConfig = CPAConfig(), *, steps: int, box, labels=No
 
     def step(state, key):
         del key
-        state, loss = cpa_step(state, cfg)
+        state, loss = cpa_step(state, cfg, hp)
         return state, {"loss": loss}
 
     def result(state):
@@ -334,5 +346,6 @@ SPEC = register(
         check=check_config,
         paper=PAPER,
         example=(("model.name", "fc2"),),
+        hyperparams=HYPERPARAMS,
     )
 )

@@ -25,7 +25,7 @@ import optax
 from flax import struct
 
 from leakjax.attacks import cpa, losses
-from leakjax.attacks.base import Attack, Reconstruction
+from leakjax.attacks.base import Attack, Reconstruction, hyperparams
 from leakjax.attacks.registry import AttackSpec, register
 from leakjax.settings import setting
 from leakjax.types import Array
@@ -43,6 +43,8 @@ class CPAFIConfig(cpa.CPAConfig):
 
 
 FI_DEFAULTS = CPAFIConfig()
+# traced: CPA's (its unmixing in ``init``) plus the feature inversion's weight and step
+HYPERPARAMS = (*cpa.HYPERPARAMS, "fi", "fi_lr")
 
 
 @struct.dataclass
@@ -52,7 +54,9 @@ class CPAFIState:
     z: Array  # [B, d_in] recovered embeddings (targets)
 
 
-def make(obs, model, cfg: cpa.CPAConfig = FI_DEFAULTS, *, steps: int, box, labels=None) -> Attack:
+def make(
+    obs, model, cfg: cpa.CPAConfig = FI_DEFAULTS, *, steps: int, box, labels=None, hparams=None
+) -> Attack:
     """CPA-FI: CPA on the embeddings entering ``cfg.layer``, then feature inversion.
 
     Args:
@@ -63,17 +67,19 @@ def make(obs, model, cfg: cpa.CPAConfig = FI_DEFAULTS, *, steps: int, box, label
       steps: feature-inversion steps (informational; `attacks.run` decides).
       box: (lo, hi) per-channel bounds of valid normalized pixels.
       labels: unused.
+      hparams: traced `HYPERPARAMS` (float32 scalars) used instead of the settings' values.
 
     Returns:
       An `Attack` over dummy images; ``step`` is one feature-inversion step.
     """
     del steps, labels
+    hp = hyperparams(cfg, HYPERPARAMS, hparams)
     cpa.check_config(cfg, obs.mode)
     lay = cpa.dense_layer(obs.update, cfg.layer, "update")
     num = cpa.num_sources(obs, lay, cfg.layer)
     shape = (num,) + tuple(model.input_shape)
     lo, hi = (jnp.asarray(b, jnp.float32) for b in box)
-    opt = optax.adam(cfg.fi_lr)
+    opt = optax.adam(hp["fi_lr"])
     variables = obs.variables
 
     def features(x):
@@ -84,12 +90,12 @@ def make(obs, model, cfg: cpa.CPAConfig = FI_DEFAULTS, *, steps: int, box, label
         cos = jnp.sum(f * z, -1) / (
             jnp.maximum(jnp.linalg.norm(f, axis=-1) * jnp.linalg.norm(z, axis=-1), 1e-10)
         )
-        return cfg.fi * jnp.mean(1.0 - cos) + cfg.tv * losses.tv_l1(x)
+        return hp["fi"] * jnp.mean(1.0 - cos) + hp["tv"] * losses.tv_l1(x)
 
     def init(key):
         kc, kx = jax.random.split(key)
         st = cpa.prepare_unmixing(obs, cfg, num, kc)
-        st = jax.lax.fori_loop(0, cfg.cpa_steps, lambda i, s: cpa.cpa_step(s, cfg)[0], st)
+        st = jax.lax.fori_loop(0, cfg.cpa_steps, lambda i, s: cpa.cpa_step(s, cfg, hp)[0], st)
         comp, c = cpa.components(st)
         z = jax.nn.relu(cpa.sign_of(c)[:, None] * comp)
         x = jnp.clip(jax.random.normal(kx, shape), lo, hi)
@@ -119,5 +125,6 @@ SPEC = register(
         # 8 restarts vmapped on CPU: 134 ms, one after another: 89 ms (one alone: 12.5 ms)
         sequential_on_cpu=lambda cfg: True,
         example=(("model.name", "fc2"),),
+        hyperparams=HYPERPARAMS,
     )
 )

@@ -51,7 +51,7 @@ import numpy as np
 from flax import struct
 
 from leakjax.attacks import losses
-from leakjax.attacks.base import Attack, Reconstruction
+from leakjax.attacks.base import Attack, Reconstruction, hyperparams
 from leakjax.attacks.registry import AttackSpec, register, resolve_labels
 from leakjax.attacks.simulation import FACTORED_MODES, SIMULATIONS, simulated_update
 from leakjax.labels.idlg import idlg_label
@@ -61,6 +61,7 @@ from leakjax.types import Array, ConfigError
 
 LABEL_MODES = ("auto", "idlg", "fixed")
 STRATEGIES = ("auto", "cma", "sep_cma")
+HYPERPARAMS = ("sigma", "kl_weight")  # traced (`leakjax.attacks.base.hyperparams`)
 # es='auto': full-covariance CMA-ES up to this many searched dimensions (one image with the
 # reference's 128-d latent), separable CMA-ES (diagonal covariance, O(d) per generation and
 # faster learning rates) above.
@@ -162,9 +163,10 @@ def strategy_name(es: str, dim: int) -> str:
 
 
 @functools.lru_cache(maxsize=32)
-def _strategy(name: str, population: int, shape: tuple[int, int], sigma: float):
+def _strategy(name: str, population: int, shape: tuple[int, int], sigma: float = 1.0):
     """The evosax strategy and its params (built eagerly, also when called under a trace,
-    and cached so that its jitted ask/tell are compiled once)."""
+    and cached so that its jitted ask/tell are compiled once); ``make`` replaces ``std_init``
+    with the traced ``sigma``."""
     # imported here: evosax builds jax arrays at import time, which would start the backend
     # (and its log lines) whenever the attack registry is imported, e.g. for a config error
     from evosax.algorithms import CMA_ES, Sep_CMA_ES
@@ -231,7 +233,7 @@ def image_fn(module, variables, box):
     return images
 
 
-def fitness_fn(obs, model, images, labels, cfg: GGLConfig):
+def fitness_fn(obs, model, images, labels, cfg: GGLConfig, kl_weight=None):
     """GGL's fitness of one candidate ``z [B, d] -> scalar``: mean squared update distance
     per parameter tensor plus ``kl_weight * KL(z)`` (see the module docstring).
 
@@ -241,7 +243,9 @@ def fitness_fn(obs, model, images, labels, cfg: GGLConfig):
       images: ``z -> normalized images`` (`image_fn`).
       labels: int labels [B].
       cfg: GGLConfig (kl_weight, simulation).
+      kl_weight: the KL prior's weight (a traced scalar); None: ``cfg.kl_weight``.
     """
+    kl_weight = cfg.kl_weight if kl_weight is None else kl_weight
     scale = 1.0 / jnp.asarray(obs.hp.lr, jnp.float32) if obs.mode == "fedavg" else 1.0
     observed = jax.tree.map(lambda u: u * scale, obs.update)
     num_tensors = len(jax.tree.leaves(observed))
@@ -249,12 +253,12 @@ def fitness_fn(obs, model, images, labels, cfg: GGLConfig):
     def fitness(z: Array) -> Array:
         upd = simulated_update(model, obs, images(z), labels, cfg.simulation, factored=cfg.factored)
         upd = jax.tree.map(lambda u: u * scale, upd)
-        return losses.l2(upd, observed) / num_tensors + cfg.kl_weight * kl_prior(z)
+        return losses.l2(upd, observed) / num_tensors + kl_weight * kl_prior(z)
 
     return fitness
 
 
-def make(obs, model, cfg: GGLConfig, *, steps: int, box, labels=None) -> Attack:
+def make(obs, model, cfg: GGLConfig, *, steps: int, box, labels=None, hparams=None) -> Attack:
     """GGL against one observation.
 
     Args:
@@ -264,6 +268,8 @@ def make(obs, model, cfg: GGLConfig, *, steps: int, box, labels=None) -> Attack:
       steps: generations (unused: no schedule; kept for the interface).
       box: (lo, hi) per-channel bounds of valid normalized pixels.
       labels: fixed int labels [B] (true or inferred upstream), or None.
+      hparams: traced {'sigma', 'kl_weight'} (float32 scalars) used instead of the
+        settings' values (`leakjax.attacks.base.hyperparams`).
 
     Returns:
       `Attack` whose step is one CMA-ES generation; ``result`` gives ``G(best z)`` (in the
@@ -289,9 +295,11 @@ def make(obs, model, cfg: GGLConfig, *, steps: int, box, labels=None) -> Attack:
     shape = (num, latent)
     dim = num * latent
     population = int(cfg.population) or default_population(dim)
-    es, params = _strategy(strategy_name(cfg.es, dim), population, shape, float(cfg.sigma))
+    hp = hyperparams(cfg, HYPERPARAMS, hparams)
+    es, params = _strategy(strategy_name(cfg.es, dim), population, shape)
+    params = params.replace(std_init=hp["sigma"])  # CMA-ES's initial step size
     images = image_fn(module, variables, box)
-    fitness = fitness_fn(obs, model, images, fixed, cfg)
+    fitness = fitness_fn(obs, model, images, fixed, cfg, kl_weight=hp["kl_weight"])
     chunk = int(cfg.population_chunk)
     if 0 < chunk < population:
         evaluate = lambda pop: jax.lax.map(fitness, pop, batch_size=chunk)
@@ -338,5 +346,6 @@ SPEC = register(
         label_modes=("auto", "idlg"),
         check=check_config,
         paper="Li et al. 2022, Generative Gradient Leakage, CVPR, arXiv:2203.15696",
+        hyperparams=HYPERPARAMS,
     )
 )
