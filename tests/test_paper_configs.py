@@ -64,6 +64,7 @@ EXPECTED = {
     "fig48_fl_accuracy_mlp": ("none", "fc2", "cifar10"),
     "fig48_fl_accuracy_resnet18_imprint": ("none", "resnet18+imprint", "cifar10"),
     "rgap_gradient": ("rgap", "rgap_cnn", "cifar10"),
+    "spear_gradient": ("spear", "fc2", "cifar10"),
 }
 # (FL setting of the full config: clients, local batch, local epochs)
 SETTINGS = {
