@@ -18,4 +18,4 @@ def get_config(preset: str = ""):
     c = gradient("spear_gradient", "spear", model="fc2", batch=16)
     c.attack.steps = 1
     c.attack.chunk = 1
-    return shrink(c, preset)
+    return shrink(c, preset, tiny={"attack.batch_size": 8})  # tiny: seconds
