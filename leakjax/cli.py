@@ -75,7 +75,7 @@ def main(argv) -> None:
         config, notes = overrides.apply(config_files.load(_CONFIG.value), _OVERRIDES)
         if not _WORKDIR.value:
             _fail("--workdir is required (a new or empty directory)")
-        distributed.start_from_flags(resume=_RESUME.value)  # before any other JAX use
+        distributed.start_from_flags()  # before any other JAX use
     except ConfigError as e:
         _fail(e)
     if not _DEBUG.value:  # "Unable to initialize backend 'tpu'" on every CPU run

@@ -39,17 +39,15 @@ def define_flags() -> None:
     flags.DEFINE_integer(FLAG_NAMES[2], None, "Multi-process run: this process, 0..N-1.")
 
 
-def start_from_flags(*, resume: bool = False) -> None:
+def start_from_flags() -> None:
     """Check the three flags together and, when given, `initialize` (before any JAX use).
 
-    Raises ConfigError (one line) for a bad combination, and for ``resume`` with several
-    processes (not supported yet)."""
+    Raises ConfigError (one line) for a bad combination. ``--resume`` works with several
+    processes when every process reads the same workdir (one machine or a shared file
+    system): process 0 writes the checkpoints, every process reads them."""
     values = [flags.FLAGS[name].value for name in FLAG_NAMES]
-    if not check_flags(*values):
-        return
-    if resume and int(values[1]) > 1:
-        raise ConfigError("--resume is not supported with --num_processes > 1 yet")
-    initialize(*values)
+    if check_flags(*values):
+        initialize(*values)
 
 
 def check_flags(coordinator_address, num_processes, process_id) -> bool:

@@ -398,8 +398,7 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False, 
             truths,
             attack_key,
             progress=progress,
-            # multi-process: no attack checkpoints yet (their state is sharded over processes)
-            checkpoint_dir=ckdir if distributed.process_count() == 1 else None,
+            checkpoint_dir=ckdir,  # several processes: gathered, written by process 0
             resume=resume,
         )
     except KeyboardInterrupt:  # attacks.Interrupted included

@@ -385,8 +385,8 @@ def main(argv) -> None:
 
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # the TPU INFO line
     try:
-        # before any JAX use; --split: every experiment is a one-process run, so it resumes
-        distributed.start_from_flags(resume=_RESUME.value and not _SPLIT.value)
+        # before any JAX use
+        distributed.start_from_flags()
         specs = expand(_CONFIGS.value)
         rows = run_sweep(specs, _WORKDIR.value, resume=_RESUME.value, split=_SPLIT.value)
     except ConfigError as e:

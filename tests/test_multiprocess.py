@@ -330,3 +330,49 @@ def test_sweep_split_over_two_processes_equals_one_process(tmp_path):
         list(csv.DictReader(open(tmp_path / "two" / "results.csv")))[0]["psnr_mean"]
         == rows["two"][0]["psnr_mean"]
     )
+
+
+@pytest.mark.slow  # 6-10 min on the loaded 2-core machine: three runs of the tiny quickstart
+def test_two_processes_resume_after_both_are_killed(tmp_path):
+    """2 processes x 2 devices on one workdir, both SIGKILLed once the first attack
+    checkpoint exists; ``--resume`` on both continues from it (the resumed log starts after
+    the checkpointed chunk) and gives the metrics of one uninterrupted process x 4 devices."""
+    wd = tmp_path / "wd"
+    run = [a for a in RUN if not a.startswith(("--config.attack.steps", "--config.attack.chunk"))]
+    run += ["--config.attack.steps=20", "--config.attack.chunk=5"]
+    run += ["--config.attack.checkpoint_every=5", f"--workdir={wd}"]
+
+    def pair(extra=()):
+        addr = f"127.0.0.1:{_free_port()}"
+        return [
+            subprocess.Popen(
+                ["timeout", "-k", "10", "600", sys.executable, "-m", "leakjax", *run, *extra]
+                + [f"--coordinator_address={addr}", "--num_processes=2", f"--process_id={i}"],
+                cwd=tmp_path,
+                env=_env(2),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,  # killpg reaches python under timeout
+            )
+            for i in range(2)
+        ]
+
+    procs = pair()
+    deadline = time.time() + 500
+    while not list((wd / "checkpoints").glob("attack_n*.msgpack")):
+        assert time.time() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.2)
+    for p in procs:
+        os.killpg(p.pid, 9)
+        p.communicate()
+    assert not (wd / "metrics.json").exists()
+    rcs, outs = _finish(pair(["--resume"]), limit=600)
+    assert rcs == [0, 0], outs
+    assert "step 5/20" not in outs[0] and "step 20/20" in outs[0], outs[0]
+    (rc,), (out,) = _finish([_start([*run[:-1], "--workdir=one"], tmp_path, devices=4)])
+    assert rc == 0, out
+    resumed, one = _metrics(wd), _metrics(tmp_path / "one")
+    assert resumed["client_id"] == one["client_id"]
+    np.testing.assert_allclose(resumed["final_loss"], one["final_loss"], rtol=1e-5)
+    np.testing.assert_allclose(resumed["psnr"], one["psnr"], rtol=1e-5)

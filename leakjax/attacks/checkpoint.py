@@ -20,13 +20,13 @@ from flax import serialization
 _VARIABLE = ("losses", "seconds_parts")
 
 
-def _is_key(x) -> bool:
+def is_key(x) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
 def _to_plain(tree):
     """PRNG key arrays -> their uint32 data, so the tree serializes with msgpack."""
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+    return jax.tree.map(lambda x: jax.random.key_data(x) if is_key(x) else x, tree)
 
 
 def save_checkpoint(path, payload) -> None:
@@ -48,7 +48,7 @@ def load_checkpoint(path, template):
     with open(path, "rb") as f:
         restored = serialization.from_bytes(jax.tree.map(np.asarray, plain), f.read())
     return jax.tree.map(
-        lambda t, r: jax.random.wrap_key_data(jnp.asarray(r)) if _is_key(t) else jnp.asarray(r),
+        lambda t, r: jax.random.wrap_key_data(jnp.asarray(r)) if is_key(t) else jnp.asarray(r),
         template,
         restored,
     )

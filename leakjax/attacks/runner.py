@@ -24,6 +24,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from leakjax import distributed
 from leakjax.attacks import checkpoint as ckpt
 from leakjax.attacks.base import Attack, Reconstruction, RunResult
 from leakjax.attacks.signals import Interrupted, catch_signals
@@ -298,6 +299,18 @@ def _real(tree, num_trials: int):
     return jax.tree.map(lambda a: a[:num_trials], tree)
 
 
+def _host_state(carry: _Carry, num_trials: int) -> dict:
+    """The real trials' carry as host arrays on every process (PRNG keys as their data, as
+    checkpoints store them); states sharded over several processes are gathered."""
+
+    def host(a):
+        if ckpt.is_key(a):
+            return to_host(jax.random.key_data(a))[:num_trials]
+        return to_host(a)[:num_trials]
+
+    return jax.tree.map(host, carry._asdict())
+
+
 def _restore(path, fresh: _Carry, s: _Setup, meta, name: str):
     """(carry, done_chunks, losses so far, earlier parts' seconds) from a checkpoint.
 
@@ -448,11 +461,15 @@ def run(
             states = carry.states
             on_chunk(done, states if s.sharding is None else _real(states, s.num_trials))
         due = every and (c + 1) % every == 0 and c + 1 < num_chunks
-        if checkpoint is not None and (flag or due):
+        # several processes: every process gathers the state (a collective), so only the
+        # periodic checkpoints, which every process reaches at the same chunk, are written; a
+        # signal (which each process gets on its own) stops without one
+        if checkpoint is not None and (due or (flag and distributed.process_count() == 1)):
             losses = np.concatenate(all_losses, axis=-1)
-            payload = {**_real(carry._asdict(), s.num_trials), "done_chunks": np.int64(c + 1)}
+            payload = {**_host_state(carry, s.num_trials), "done_chunks": np.int64(c + 1)}
             payload.update(meta=meta, losses=losses, seconds_parts=np.asarray(parts()))
-            ckpt.write_run(checkpoint, payload)
+            if distributed.is_main_process():
+                ckpt.write_run(checkpoint, payload)
         if flag and done < steps:
             raise Interrupted(done, None if checkpoint is None else str(checkpoint))
         if flag:  # the signal came during the last chunk: every step is done, so finish
