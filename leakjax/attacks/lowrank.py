@@ -21,7 +21,7 @@ objective); `leakjax.attacks.losses` accepts them on either side. Its values agr
 dense gradient to float32 rounding, except that ``||G - T||^2`` is computed as
 ``||G||^2 - 2 <G, T> + ||T||^2``, which loses relative precision ``~1e-7 ||T||^2 / ||G - T||^2``
 once the match is very close (the loss is not exactly 0 at the truth; tests compare with
-tolerances). Attacks switch it off with ``attack.factored=False``.
+tolerances). Attacks switch it off with ``attack.factored='off'``.
 
 The dense layers are found with `flax.linen.intercept_methods` (every ``nn.Dense`` called once
 per forward pass on 2-D inputs); their outputs get a zero "probe" whose gradient is ``d``,

@@ -104,7 +104,7 @@ def direction(model, obs, x, y, alpha):
     ``w_0`` (``alpha`` unused; `simulation.simulated_update`).
     """
     if obs.mode == "gradient":
-        return simulated_update(model, obs, x, y, factored=True)
+        return simulated_update(model, obs, x, y, factored="auto")
     v = surrogate(obs.variables, obs.update, alpha)
     client = Client(model, obs.hp, obs.defense, observed=obs.update if obs.defense else None)
     g = client.gradient(v, x, y)
