@@ -28,20 +28,14 @@ _CONFIG = flags.DEFINE_string("config", None, "Experiment config file (get_confi
 _WORKDIR = flags.DEFINE_string("workdir", None, "New or empty directory for all outputs.")
 _RESUME = flags.DEFINE_bool("resume", False, "Continue an interrupted run in --workdir.")
 _DEBUG = flags.DEFINE_bool("debug", False, "Run without jit (jax.disable_jit), NaN checks on.")
-_LIST = flags.DEFINE_enum(
-    "list",
-    None,
-    ["attacks", "defenses"],
-    "Print the attacks (one attack's settings with "
-    "--config.attack.name or --config) or the defenses with their defaults, and exit.",
-)
+_LIST_HELP = "Print the attacks (or one's settings) or the defenses with their defaults."
+_LIST = flags.DEFINE_enum("list", None, ["attacks", "defenses"], _LIST_HELP)
 distributed.define_flags()  # --coordinator_address, --num_processes, --process_id
 for _name in distributed.FLAG_NAMES:
     flags.declare_key_flag(_name)
+_CACHE_DIR = pathlib.Path.home() / ".cache" / "leakjax" / "jax"
 _CACHE = flags.DEFINE_string(
-    "jax_cache_dir",
-    os.environ.get("LEAKJAX_JAX_CACHE", str(pathlib.Path.home() / ".cache" / "leakjax" / "jax")),
-    "Persistent XLA compilation cache ('' disables).",
+    "jax_cache_dir", os.environ.get("LEAKJAX_JAX_CACHE", str(_CACHE_DIR)), "XLA cache ('' off)."
 )
 _OVERRIDES: list[tuple[str, str]] = []  # the --config.KEY=VALUE pairs (`overrides.split`)
 
