@@ -92,21 +92,35 @@ def run_case(case, model, variables, x, y, mean, std, steps_scale, policies):
             val, g = jax.jit(jax.value_and_grad(fn))(probe)
             t0 = time.perf_counter()
             atk = spec.build(obs, model, acfg, box=box, labels=labels)
-            res = attacks.run(atk, jax.random.key(1), steps=steps, chunk=min(steps, 50),
-                              progress=False, name=f"{case}@{policy}")
+            res = attacks.run(
+                atk,
+                jax.random.key(1),
+                steps=steps,
+                chunk=min(steps, 50),
+                progress=False,
+                name=f"{case}@{policy}",
+            )
             seconds = time.perf_counter() - t0
         ref = g if ref is None else ref
         rec = np.asarray(res.reconstruction.images)[0]
         rec = rec.reshape((-1,) + rec.shape[-3:])
-        ev = metrics.evaluate(np.asarray(data.denormalize(rec, mean, std)), truth,
-                              ordered=(n == 1))
-        rows.append({
-            "case": case, "attack": attack, "mode": mode, "images": n, "steps": steps,
-            "precision": policy, "objective": float(val),
-            "grad_rel_err": float(jnp.linalg.norm(g - ref) / jnp.linalg.norm(ref)),
-            "psnr_mean": ev["psnr_mean"], "psnr_max": ev["psnr_max"],
-            "final_loss": float(np.asarray(res.final_loss).min()), "seconds": seconds,
-        })
+        ev = metrics.evaluate(np.asarray(data.denormalize(rec, mean, std)), truth, ordered=(n == 1))
+        rows.append(
+            {
+                "case": case,
+                "attack": attack,
+                "mode": mode,
+                "images": n,
+                "steps": steps,
+                "precision": policy,
+                "objective": float(val),
+                "grad_rel_err": float(jnp.linalg.norm(g - ref) / jnp.linalg.norm(ref)),
+                "psnr_mean": ev["psnr_mean"],
+                "psnr_max": ev["psnr_max"],
+                "final_loss": float(np.asarray(res.final_loss).min()),
+                "seconds": seconds,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -122,15 +136,23 @@ def main(argv=None):
     args = ap.parse_args(argv)
     cases = [c for c in args.cases.split(",") if c]
     policies = [p for p in args.precision.split(",") if p]
-    bad = [c for c in cases if c not in CASES] + [p for p in policies if p not in precision.POLICIES]
+    bad = [c for c in cases if c not in CASES] + [
+        p for p in policies if p not in precision.POLICIES
+    ]
     if bad or policies[:1] != ["f32"]:
         ap.error(f"unknown {bad} (cases {list(CASES)}; --precision starts with f32)")
-    data_dir = args.data_dir or os.path.join(os.environ.get("LEAKJAX_SHARED_DATA", ""), "cifar-10-batches-py")
+    data_dir = args.data_dir or os.path.join(
+        os.environ.get("LEAKJAX_SHARED_DATA", ""), "cifar-10-batches-py"
+    )
     x, y, mean, std = _data(data_dir, args.image_size, 8)
     model = models.get("cnn", 10, tuple(x.shape[1:]))
     variables = model.init(jax.random.key(0))
-    meta = {"load_avg_before": os.getloadavg(), "jax": jax.__version__,
-            "device": str(jax.devices()[0]), "image_size": args.image_size}
+    meta = {
+        "load_avg_before": os.getloadavg(),
+        "jax": jax.__version__,
+        "device": str(jax.devices()[0]),
+        "image_size": args.image_size,
+    }
     rows = []
     for case in cases:
         rows += run_case(case, model, variables, x, y, mean, std, args.steps_scale, policies)
@@ -142,8 +164,10 @@ def main(argv=None):
     print("| case | precision | objective | grad rel err vs f32 | PSNR mean | PSNR max |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['case']} | {r['precision']} | {r['objective']:.5g} | {r['grad_rel_err']:.2e}"
-              f" | {r['psnr_mean']:.2f} | {r['psnr_max']:.2f} |")
+        print(
+            f"| {r['case']} | {r['precision']} | {r['objective']:.5g} | {r['grad_rel_err']:.2e}"
+            f" | {r['psnr_mean']:.2f} | {r['psnr_max']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -43,9 +43,9 @@ per-step / two-level).
 same-machine torch time and the ratio to it (``torch_here_s``, ``speedup_vs_torch_here``).
 
 ``--precision`` runs every entry under each listed `leakjax.precision` policy (rows carry
-``precision``; default f32 only); ``--ns`` replaces the suite's restart counts; ``--fedavg_grid=check``
-keeps two whole rounds (100 clients x 1 epoch, and the reference's 10 x 2 epochs):
-``benchmarks/gpu_check.sh`` uses all three.
+``precision``; default f32 only); ``--ns`` replaces the suite's restart counts;
+``--fedavg_grid=check`` keeps two whole rounds (100 clients x 1 epoch, and the reference's
+10 x 2 epochs): ``benchmarks/gpu_check.sh`` uses all three.
 
 ``--quick`` runs tiny shapes (for tests/test_benchmarks.py). A markdown table is printed at
 the end; progress lines while it runs.
@@ -585,9 +585,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--tune_alloc", action="store_true", help="tune_host_allocator()")
-    ap.add_argument(
-        "--precision", default="f32", help="comma-separated leakjax.precision policies"
-    )
+    ap.add_argument("--precision", default="f32", help="comma-separated leakjax.precision policies")
     ap.add_argument("--ns", default="", help="restart counts, e.g. 1,64 (default: the suite's)")
     ap.add_argument("--fedavg_grid", default="suite", choices=("suite", "check"))
     ap.add_argument(

@@ -80,7 +80,7 @@ def operands(*xs):
 
 
 def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
-    """``lax.dot_general`` with operands rounded by :func:`operands` (``nn.Dense(dot_general=)``)."""
+    """``lax.dot_general`` of :func:`operands`-rounded operands (``nn.Dense(dot_general=)``)."""
     lhs, rhs = operands(lhs, rhs)
     return lax.dot_general(
         lhs,
@@ -89,6 +89,3 @@ def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_t
         precision=precision,
         preferred_element_type=preferred_element_type,
     )
-
-
-__all__ = ["POLICIES", "policies", "scope", "scopes", "operands", "dot_general", "active_mantissa_bits"]
