@@ -173,3 +173,15 @@ def test_gpu_check_tiny(tmp_path):
         for p in precision.POLICIES:
             assert (name, p) in seen, (name, p)
     assert all("error" not in r and r["iter_s"] > 0 for r in rows)
+
+
+def test_summary_records_the_policies():
+    from types import SimpleNamespace
+
+    from leakjax import scoring
+
+    c = base_config()
+    c.precision.fl, c.precision.attack = "tf32", "bf16"
+    p = SimpleNamespace(config=c, defense=None)
+    s = scoring.summary(p, [], [], {"round": [0]}, {"wall": [1.0]})
+    assert (s["precision_fl"], s["precision_attack"]) == ("tf32", "bf16")
