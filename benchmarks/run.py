@@ -1,7 +1,8 @@
 """The benchmark suite: every registered attack, FedAvg rounds, memory vs local steps.
 
     python -m benchmarks.run --suite=cpu|gpu --out=FILE.json [--only=NAME,...] [--quick]
-                             [--repeats=3] [--list]
+                             [--repeats=3] [--list] [--precision=f32,tf32,bf16] [--ns=1,64]
+                             [--fedavg_grid=suite|check]
 
 For every attack in `leakjax.attacks.names()` (one or two settings each, the reference's where
 REFERENCE.md §6 has a figure) and N batched restarts (N = 1 and 8; 64 too on the gpu suite):
@@ -41,6 +42,11 @@ per-step / two-level).
 ``--torch=FILE.json`` (from ``benchmarks/torch_reference.py`` on the same machine) adds the
 same-machine torch time and the ratio to it (``torch_here_s``, ``speedup_vs_torch_here``).
 
+``--precision`` runs every entry under each listed `leakjax.precision` policy (rows carry
+``precision``; default f32 only); ``--ns`` replaces the suite's restart counts;
+``--fedavg_grid=check`` keeps two whole rounds (100 clients x 1 epoch, and the reference's
+10 x 2 epochs): ``benchmarks/gpu_check.sh`` uses all three.
+
 ``--quick`` runs tiny shapes (for tests/test_benchmarks.py). A markdown table is printed at
 the end; progress lines while it runs.
 """
@@ -62,7 +68,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.allocator import tune_host_allocator
-from leakjax import attacks, models
+from leakjax import attacks, models, precision
 from leakjax.attacks.runner import chunked_map, resolve_vmap_chunk
 from leakjax.config import base_config
 from leakjax.fl import ClientHParams, FLSettings
@@ -412,10 +418,13 @@ def bench_fedavg(
     }
 
 
-def fedavg_grid(suite: str, quick: bool):
-    """(clients, images per client, batch, epochs, clients vmapped at a time) per row."""
+def fedavg_grid(suite: str, quick: bool, which: str = "suite"):
+    """(clients, images per client, batch, epochs, clients vmapped at a time) per row
+    (``which='check'``: every client of a 100-client round, and the reference's round)."""
     if quick:
         return [(2, 4, 2, 1, 10)]
+    if which == "check":
+        return [(100, 500 if suite == "gpu" else 50, 50, 1, 0), (10, 500, 50, 2, 0)]
     images = 500 if suite == "gpu" else 50
     grid = [(c, images, b, e, 0) for c in (10, 100) for b in (10, 50) for e in (1, 5)]
     if suite == "cpu":  # round time is linear in epochs (the 10-client rows show it)
@@ -427,10 +436,10 @@ def fedavg_grid(suite: str, quick: bool):
 # ----------------------------------------------------------------------------- suite
 
 
-def _entries(suite: str, quick: bool, repeats: int) -> dict[str, Callable[[], list[dict]]]:
-    ns = (1, 8, 64) if suite == "gpu" else (1, 8)
-    if quick:
-        ns = (1, 2)
+def _entries(
+    suite: str, quick: bool, repeats: int, ns: tuple = (), grid: str = "suite"
+) -> dict[str, Callable[[], list[dict]]]:
+    ns = ns or ((1, 2) if quick else (1, 8, 64) if suite == "gpu" else (1, 8))
     out: dict[str, Callable[[], list[dict]]] = {}
     for case in attack_cases(quick):
 
@@ -455,7 +464,7 @@ def _entries(suite: str, quick: bool, repeats: int) -> dict[str, Callable[[], li
             return rows
 
         out[case.name] = run_case
-    grid = fedavg_grid(suite, quick)
+    grid = fedavg_grid(suite, quick, grid)
 
     def run_fedavg():
         rows = []
@@ -521,6 +530,11 @@ def _fmt(x, spec=".3g"):
     return "" if x is None else format(x, spec)
 
 
+def _precision_tag(row: dict) -> str:
+    p = row.get("precision", "f32")
+    return "" if p == "f32" else f" @{p}"
+
+
 def markdown(rows: list[dict]) -> str:
     lines = [
         "| name | setting | N | compile s | iter s | throughput | peak MiB | GFLOP | GB moved"
@@ -538,7 +552,8 @@ def markdown(rows: list[dict]) -> str:
         star = "*" if r.get("cost_counts_loop_once") else ""
         bf = r.get("bound_frac")
         lines.append(
-            f"| {r['name']} | {r['setting']} | {r['n']} | {_fmt(r['compile_s'], '.1f')}"
+            f"| {r['name']}{_precision_tag(r)} | {r['setting']} | {r['n']}"
+            f" | {_fmt(r['compile_s'], '.1f')}"
             f" | {_fmt(r['iter_s'], '.4g')} | {_fmt(r['throughput'], '.4g')}"
             f" | {_fmt(r['peak_bytes'] and r['peak_bytes'] / 2**20, '.1f')}"
             f" | {_fmt(r['flops'] and r['flops'] / 1e9, '.3g')}{star}"
@@ -570,6 +585,9 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--tune_alloc", action="store_true", help="tune_host_allocator()")
+    ap.add_argument("--precision", default="f32", help="comma-separated leakjax.precision policies")
+    ap.add_argument("--ns", default="", help="restart counts, e.g. 1,64 (default: the suite's)")
+    ap.add_argument("--fedavg_grid", default="suite", choices=("suite", "check"))
     ap.add_argument(
         "--torch",
         default="",
@@ -581,7 +599,18 @@ def main(argv=None):
     if args.torch:
         with open(args.torch) as f:
             torch_here = {r["name"]: float(r["seconds"]) for r in json.load(f)}
-    entries = _entries(args.suite, args.quick, 1 if args.quick else args.repeats)
+    policies = [s for s in args.precision.split(",") if s]
+    bad = [s for s in policies if s not in precision.POLICIES]
+    if bad or not policies:
+        ap.error(f"--precision={args.precision!r}: each must be one of {precision.POLICIES}")
+    try:
+        ns = tuple(int(n) for n in args.ns.split(",") if n)
+    except ValueError:
+        ns = (0,)
+    if any(n < 1 for n in ns):
+        ap.error(f"--ns={args.ns!r}: comma-separated positive restart counts")
+    repeats = 1 if args.quick else args.repeats
+    entries = _entries(args.suite, args.quick, repeats, ns, args.fedavg_grid)
     if args.list:
         print("\n".join(entries))
         return []
@@ -612,7 +641,8 @@ def main(argv=None):
         "quick": args.quick,
         "host_allocator_tuned": tuned,
         "load_avg_1min_before": os.getloadavg()[0],
-        "fedavg_images_per_client": fedavg_grid(args.suite, args.quick)[0][1],
+        "fedavg_images_per_client": fedavg_grid(args.suite, args.quick, args.fedavg_grid)[0][1],
+        "precision": policies,
     }
     rows = [_finish(meta, peaks, device)]
 
@@ -622,11 +652,16 @@ def main(argv=None):
                 json.dump(rows, f, indent=1)
 
     for name in todo:
-        log(f"--- {name} (load average {os.getloadavg()[0]:.1f})")
-        t0 = time.perf_counter()
-        rows.extend(_finish(r, peaks, device, torch_here) for r in entries[name]())
-        log(f"--- {name} done in {time.perf_counter() - t0:.0f} s")
-        save()
+        for policy in policies:
+            log(f"--- {name} precision={policy} (load average {os.getloadavg()[0]:.1f})")
+            t0 = time.perf_counter()
+            with precision.scope(policy):
+                new = entries[name]()
+            for r in new:
+                r["precision"] = policy
+                rows.append(_finish(r, peaks, device, torch_here))
+            log(f"--- {name} precision={policy} done in {time.perf_counter() - t0:.0f} s")
+            save()
     meta["load_avg_1min_after"] = os.getloadavg()[0]
     meta["total_s"] = time.perf_counter() - t_start
     save()

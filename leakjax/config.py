@@ -12,7 +12,7 @@ import difflib
 
 import ml_collections
 
-from leakjax import attacks, data, defenses, distributed, models
+from leakjax import attacks, data, defenses, distributed, models, precision
 from leakjax import settings as settings_lib
 from leakjax.types import ConfigError
 
@@ -88,6 +88,12 @@ def base_config() -> ml_collections.ConfigDict:
     # every other defense.<key> is a setting of a chained defense (leakjax/defenses/<name>.py).
     c.defense = ml_collections.ConfigDict()
     c.defense.name = "none"
+
+    # matmul/conv precision (leakjax.precision): 'f32' | 'tf32' | 'bf16' (bf16 operands, f32
+    # accumulation), for FedAvg's simulation (fl) and for the attack (attack)
+    c.precision = ml_collections.ConfigDict()
+    c.precision.attack = "f32"
+    c.precision.fl = "f32"
 
     c.output = ml_collections.ConfigDict()
     c.output.grid_images = 16
@@ -236,6 +242,8 @@ def validate(config) -> None:
         progress = config.output.get("progress", True)
         if not isinstance(progress, bool):
             raise ConfigError(f"output.progress must be True or False, got {progress!r}")
+    for side, policy in precision.policies(config).items():
+        _choice(f"precision.{side}", policy, precision.POLICIES)
     pipeline = defenses.bind(config.get("defense"))
     _choice("attack.name", a.name, (*attacks.names(), NO_ATTACK))
     if a.name == NO_ATTACK:  # FedAvg only (the paper's Fig. 48): no attack setting applies
@@ -243,6 +251,12 @@ def validate(config) -> None:
             raise ConfigError(f"fl.rounds must be >= 1 when attack.name={NO_ATTACK!r}")
         return
     spec = attacks.get(a.name)
+    chosen = precision.policies(config)
+    if isinstance(spec, attacks.ClientAttackSpec) and set(chosen.values()) != {"f32"}:
+        raise ConfigError(  # a malicious client's run mixes FedAvg and attack: not split yet
+            f"precision.fl={chosen['fl']!r}, precision.attack={chosen['attack']!r}: "
+            f"attack.name={a.name!r} (a malicious client) runs in 'f32' only"
+        )
     spec.requires(config)  # what the attack needs of the rest of the config (RTF: imprint_bins)
     _choice("attack.mode", a.mode, ATTACK_MODES)
     spec.check_mode(a.mode)

@@ -30,6 +30,7 @@ from leakjax import (
     distributed,
     models,
     plan,
+    precision,
     report,
     scoring,
 )
@@ -383,24 +384,27 @@ def run(config, workdir, *, progress: bool | None = None, resume: bool = False, 
     key = jax.random.key(int(config.seed))
     sim_key, attack_key = jax.random.split(key)
     rng = np.random.default_rng(int(config.seed) + 1)
-    variables, history, observations, truths, fl_seconds = _federate(
-        p, workdir, sim_key, rng, resume=resume, progress=progress
-    )
+    fl_precision, attack_precision = precision.scopes(config)
+    with fl_precision:  # FedAvg and the clients' observations (gradient mode's too)
+        variables, history, observations, truths, fl_seconds = _federate(
+            p, workdir, sim_key, rng, resume=resume, progress=progress
+        )
     adaptive = p.defense if (p.defense and a.get("adaptive", True)) else None
     observations = [o.replace(defense=adaptive) for o in observations]
 
     t0 = time.perf_counter()
     timing = ckdir / "timing.json"  # an interrupted run's seconds, summed in the resume's summary
     try:
-        outcomes = attack_observations(
-            p,
-            observations,
-            truths,
-            attack_key,
-            progress=progress,
-            checkpoint_dir=ckdir,  # several processes: gathered, written by process 0
-            resume=resume,
-        )
+        with attack_precision:  # label inference and the attack's program
+            outcomes = attack_observations(
+                p,
+                observations,
+                truths,
+                attack_key,
+                progress=progress,
+                checkpoint_dir=ckdir,  # several processes: gathered, written by process 0
+                resume=resume,
+            )
     except KeyboardInterrupt:  # attacks.Interrupted included
         now = time.perf_counter()
         parts = time_parts(timing, resume, fl=fl_seconds, attack=now - t0, wall=now - t_start)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from leakjax import data, figures, metrics
+from leakjax import data, figures, metrics, precision
 from leakjax.config import ALL_CLIENTS
 from leakjax.defenses import report as defense_report
 from leakjax.progress import round_label, time_summary
@@ -160,6 +160,7 @@ def summary(p, per_client, observations, history, parts) -> dict:
         final_local_test_acc=(history.get("local_test_acc") or [None])[-1],
         **time_summary(parts),  # fl/attack/wall_seconds: all parts of a resumed run together
         device=device_info()["device_kind"],
+        **{f"precision_{k}": str(v) for k, v in precision.policies(config).items()},
         **provenance(config),
     )
     summary.update(defense_report.summary(p, per_client, history))

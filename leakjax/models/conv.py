@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
+from leakjax import precision
 from leakjax.models.initializers import torch_uniform_init
 from leakjax.types import Array, ConfigError
 
@@ -231,6 +232,7 @@ def conv2d(
     strides = pair(strides)
     pads = explicit_padding(padding, x.shape[1:3], (kh, kw), strides)
     _windows_check(x.shape, (kh, kw), pads)
+    x, kernel = precision.operands(x, kernel)  # the precision policy's operands (f32: as is)
     return _CONVS[impl](x, kernel, strides, pads)
 
 
@@ -290,10 +292,15 @@ def dense(
     kernel_init: nn.initializers.Initializer | None = None,
     bias_init: nn.initializers.Initializer | None = None,
 ) -> Array:
-    """Applies an ``nn.Dense`` with torch's ``nn.Linear`` default init (inside a compact call)."""
+    """Applies an ``nn.Dense`` with torch's ``nn.Linear`` default init (inside a compact call);
+    its product takes the precision policy's operands (`leakjax.precision`)."""
     default = torch_uniform_init(x.shape[-1])
     return nn.Dense(
-        features, kernel_init=kernel_init or default, bias_init=bias_init or default, name=name
+        features,
+        kernel_init=kernel_init or default,
+        bias_init=bias_init or default,
+        name=name,
+        dot_general=precision.dot_general,
     )(x)
 
 
