@@ -173,10 +173,11 @@ def test_grad_reg_is_traced_and_equals_its_baked_in_run(small):
             return mod.make(obs, model, cfg, steps=4, box=BOX, labels=y, hparams=hp)
 
         axis = {
-            k: jnp.asarray([getattr(c, k) for c in settings], jnp.float32)
-            for k in mod.HYPERPARAMS
+            k: jnp.asarray([getattr(c, k) for c in settings], jnp.float32) for k in mod.HYPERPARAMS
         }
-        both = attacks.run(factory, jax.random.key(0), steps=4, chunk=4, progress=False, hparams=axis)
+        both = attacks.run(
+            factory, jax.random.key(0), steps=4, chunk=4, progress=False, hparams=axis
+        )
         assert not np.array_equal(both[0].losses, both[1].losses)
         for cfg, got in zip(settings, both, strict=True):
             baked = attacks.run(

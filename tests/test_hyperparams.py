@@ -164,7 +164,9 @@ def test_specs_declare_their_hyperparams():
 
 def test_bad_hparams_are_refused(problem):
     model, obs, y, _ = problem
-    with pytest.raises(ValueError, match=r"hparams \['lr'\] are not the attack's \['grad_reg', 'lr', 'tv'\]"):
+    with pytest.raises(
+        ValueError, match=r"hparams \['lr'\] are not the attack's \['grad_reg', 'lr', 'tv'\]"
+    ):
         ig.make(obs, model, ig.IGConfig(), steps=4, box=BOX, hparams={"lr": 0.1})
     fac = lambda hp: ig.make(obs, model, ig.IGConfig(), steps=4, box=BOX, hparams=hp)  # noqa: E731
     with pytest.raises(ValueError, match="all scalars or all"):

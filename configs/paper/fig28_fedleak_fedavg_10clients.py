@@ -1,11 +1,12 @@
-"""Fig. 28 with FedLeak's options on Inverting Gradients: Fig. 28's FedAvg setting (CIFAR-10, cnn, 10 clients (Dirichlet 0.5; 10x the local data), batch 10, 1 local epoch, lr 0.1, 5 rounds, one client attacked
-per round) attacked by Fig. 28's IG (cosine + TV 1e-6, signed Adam lr 1.0, 24000 iterations, the
-client simulated exactly, labels 'auto') with FedLeak's partial gradient matching and gradient
-regularization (Fan, Wang, Chen, Zhou, USENIX Security 2025, arXiv:2506.08435; not in the
-study's paper; `leakjax.attacks.losses.MatchOptions`, values in `_common.FEDLEAK`: the top half
-of every tensor's coordinates by |observed update| matched, the simulated update's relative
-squared norm penalised with weight 1e-3). `:cpu` as Fig. 28's IG `:cpu` (lr 0.1, TV 1e-4, 200
-steps) with the same options.
+"""Fig. 28 with FedLeak's options on Inverting Gradients: Fig. 28's FedAvg setting (CIFAR-10, cnn,
+10 clients (Dirichlet 0.5; 10x the local data), batch 10, 1 local epoch, lr 0.1, 5 rounds, one
+client attacked per round) attacked by Fig. 28's IG (cosine + TV 1e-6, signed Adam lr 1.0, 24000
+iterations, the client simulated exactly, labels 'auto') with FedLeak's partial gradient matching
+and gradient regularization (Fan, Wang, Chen, Zhou, USENIX Security 2025, arXiv:2506.08435; not in
+the study's paper; `leakjax.attacks.losses.MatchOptions`, values in `_common.FEDLEAK`: the top half
+of every tensor's coordinates by |observed update| matched, the simulated update's relative squared
+norm penalised with weight 1e-3). `:cpu` as Fig. 28's IG `:cpu` (lr 0.1, TV 1e-4, 200 steps) with
+the same options.
 
     leakjax-sweep --workdir=DIR --configs=configs/paper/fig28_fedleak_fedavg_10clients.py:cpu
 """

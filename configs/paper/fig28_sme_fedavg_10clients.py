@@ -1,8 +1,9 @@
-"""Fig. 28 with SME instead of Inverting Gradients: Fig. 28's FedAvg setting (CIFAR-10, cnn, 10 clients (Dirichlet 0.5; 10x the local data), batch 10, 1 local epoch, lr 0.1, 5 rounds, one client attacked per
-round) attacked by SME, Surrogate Model Extension (Zhu, Yao, Blaschko, ICML 2023,
-arXiv:2306.07457; not in the study's paper) with the authors' settings (Adam lr 1, TV 0.005,
-alpha from 0.5 learned with lr 0.001), at Fig. 28's 24000 iterations; labels by iDLG's rule /
-jointly optimised ('auto') as Fig. 28's IG. As `fig20_sme_fedavg_100clients.py`.
+"""Fig. 28 with SME instead of Inverting Gradients: Fig. 28's FedAvg setting (CIFAR-10, cnn, 10
+clients (Dirichlet 0.5; 10x the local data), batch 10, 1 local epoch, lr 0.1, 5 rounds, one client
+attacked per round) attacked by SME, Surrogate Model Extension (Zhu, Yao, Blaschko, ICML 2023,
+arXiv:2306.07457; not in the study's paper) with the authors' settings (Adam lr 1, TV 0.005, alpha
+from 0.5 learned with lr 0.001), at Fig. 28's 24000 iterations; labels by iDLG's rule / jointly
+optimised ('auto') as Fig. 28's IG. As `fig20_sme_fedavg_100clients.py`.
 
     leakjax-sweep --workdir=DIR --configs=configs/paper/fig28_sme_fedavg_10clients.py:cpu
 """

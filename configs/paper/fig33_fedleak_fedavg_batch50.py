@@ -1,11 +1,12 @@
-"""Fig. 33 with FedLeak's options on Inverting Gradients: Fig. 33's FedAvg setting (CIFAR-10, cnn, 100 clients (Dirichlet 0.5), local batch 50, 1 local epoch, lr 0.1, 5 rounds, one client attacked
+"""Fig. 33 with FedLeak's options on Inverting Gradients: Fig. 33's FedAvg setting (CIFAR-10, cnn,
+100 clients (Dirichlet 0.5), local batch 50, 1 local epoch, lr 0.1, 5 rounds, one client attacked
 per round) attacked by Fig. 33's IG (cosine + TV 1e-6, signed Adam lr 1.0, 24000 iterations, the
 client simulated exactly, labels 'auto') with FedLeak's partial gradient matching and gradient
-regularization (Fan, Wang, Chen, Zhou, USENIX Security 2025, arXiv:2506.08435; not in the
-study's paper; `leakjax.attacks.losses.MatchOptions`, values in `_common.FEDLEAK`: the top half
-of every tensor's coordinates by |observed update| matched, the simulated update's relative
-squared norm penalised with weight 1e-3). `:cpu` as Fig. 33's IG `:cpu` (lr 0.1, TV 1e-4, 200
-steps) with the same options.
+regularization (Fan, Wang, Chen, Zhou, USENIX Security 2025, arXiv:2506.08435; not in the study's
+paper; `leakjax.attacks.losses.MatchOptions`, values in `_common.FEDLEAK`: the top half of every
+tensor's coordinates by |observed update| matched, the simulated update's relative squared norm
+penalised with weight 1e-3). `:cpu` as Fig. 33's IG `:cpu` (lr 0.1, TV 1e-4, 200 steps) with the
+same options.
 
     leakjax-sweep --workdir=DIR --configs=configs/paper/fig33_fedleak_fedavg_batch50.py:cpu
 """

@@ -1,8 +1,9 @@
-"""Fig. 37 with SME instead of Inverting Gradients: Fig. 37's FedAvg setting (CIFAR-10, cnn, 100 clients (Dirichlet 0.5), batch 10, 5 local epochs, lr 0.1, 5 rounds, one client attacked per
-round) attacked by SME, Surrogate Model Extension (Zhu, Yao, Blaschko, ICML 2023,
-arXiv:2306.07457; not in the study's paper) with the authors' settings (Adam lr 1, TV 0.005,
-alpha from 0.5 learned with lr 0.001), at Fig. 37's 24000 iterations; labels by iDLG's rule /
-jointly optimised ('auto') as Fig. 37's IG. As `fig20_sme_fedavg_100clients.py`.
+"""Fig. 37 with SME instead of Inverting Gradients: Fig. 37's FedAvg setting (CIFAR-10, cnn, 100
+clients (Dirichlet 0.5), batch 10, 5 local epochs, lr 0.1, 5 rounds, one client attacked per round)
+attacked by SME, Surrogate Model Extension (Zhu, Yao, Blaschko, ICML 2023, arXiv:2306.07457; not in
+the study's paper) with the authors' settings (Adam lr 1, TV 0.005, alpha from 0.5 learned with lr
+0.001), at Fig. 37's 24000 iterations; labels by iDLG's rule / jointly optimised ('auto') as Fig.
+37's IG. As `fig20_sme_fedavg_100clients.py`.
 
     leakjax-sweep --workdir=DIR --configs=configs/paper/fig37_sme_fedavg_5epochs.py:cpu
 """

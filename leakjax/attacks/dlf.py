@@ -282,7 +282,8 @@ def simulate(
 # ----------------------------------------------------------------------------- attack
 
 
-HYPERPARAMS = ("lr", "tv", "clip", "reorder", "grad_reg")  # traced (`leakjax.attacks.base.hyperparams`)
+# traced (`leakjax.attacks.base.hyperparams`)
+HYPERPARAMS = ("lr", "tv", "clip", "reorder", "grad_reg")
 
 
 def make(obs, model, cfg: DLFConfig, *, steps: int, box, labels=None, hparams=None) -> Attack:

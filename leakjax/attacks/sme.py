@@ -42,7 +42,8 @@ from leakjax.labels.idlg import idlg_label
 from leakjax.settings import setting
 from leakjax.types import ConfigError
 
-HYPERPARAMS = ("lr", "tv", "alpha", "alpha_lr", "grad_reg")  # traced (`leakjax.attacks.base.hyperparams`)
+# traced (`leakjax.attacks.base.hyperparams`)
+HYPERPARAMS = ("lr", "tv", "alpha", "alpha_lr", "grad_reg")
 MILESTONES = (3 / 8, 5 / 8, 7 / 8)  # the authors' MultiStepLR at iters / 2.667, 1.6, 1.142
 
 
