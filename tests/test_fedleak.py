@@ -3,6 +3,7 @@ partial matching (layers, top fraction of coordinates) contributes nothing outsi
 selection, the defaults are today's objective bit for bit, the gradient regularizer, and the
 CLI's refusals."""
 
+import dataclasses
 import functools
 import math
 import os
@@ -115,26 +116,35 @@ def test_defaults_are_todays_objective_exactly(small, name):
             np.testing.assert_array_equal(jitted(sim, jnp.float32(0.0)), jax.jit(match)(sim, obs))
 
 
-def test_sme_and_ig_objectives_with_default_options_are_unchanged(small):
-    """At the attack level: SME's objective through `fedleak_match` with its defaults is the
-    plain cosine one bit for bit; IG's and DLF's first-step losses with defaults equal those
-    with an explicit match_fraction=1 / match_layers=('',) (the same program)."""
+def test_sme_objective_with_default_options_is_unchanged(small):
+    """SME's objective through `fedleak_match` with its defaults is the plain cosine one bit
+    for bit."""
     model, _, x, y, obs = small
     term = losses.fedleak_match(losses.cosine, obs.update, sme.SMEConfig(), 0.0, False)
     a = sme.objective(model, obs, x * 0.5, y, 0.3, 0.005)
     b = sme.objective(model, obs, x * 0.5, y, 0.3, 0.005, term)
     assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
-    for mod, cfg in (
-        (ig, ig.IGConfig(labels="fixed")),
-        (dlf, dlf.DLFConfig(order_prior="none")),
-        (sme, sme.SMEConfig(labels="fixed")),
-    ):
-        runs = []
-        for c in (cfg, type(cfg)(**{**vars(cfg), "match_layers": ("",), "match_fraction": 1.0})):
-            atk = mod.make(obs, model, c, steps=3, box=BOX, labels=y)
-            runs.append(attacks.run(atk, jax.random.key(0), steps=3, chunk=3, progress=False))
-        np.testing.assert_array_equal(runs[0].losses, runs[1].losses)
-        np.testing.assert_array_equal(runs[0].restarts.images, runs[1].restarts.images)
+
+
+SLOW = pytest.mark.slow
+ATTACKS = [
+    pytest.param(ig, ig.IGConfig(labels="fixed"), id="ig"),
+    pytest.param(sme, sme.SMEConfig(labels="fixed", lr=0.1), id="sme", marks=SLOW),
+    pytest.param(dlf, dlf.DLFConfig(order_prior="none"), id="dlf", marks=SLOW),
+]
+
+
+@pytest.mark.parametrize("mod,cfg", ATTACKS)
+def test_explicit_default_options_give_the_same_run(small, mod, cfg):
+    """An attack's run with the defaults equals the run with match_fraction=1 and
+    match_layers=('',) spelled out (IG fast; SME, DLF slow)."""
+    model, _, _, y, obs = small
+    runs = []
+    for c in (cfg, dataclasses.replace(cfg, match_layers=("",), match_fraction=1.0)):
+        atk = mod.make(obs, model, c, steps=3, box=BOX, labels=y)
+        runs.append(attacks.run(atk, jax.random.key(0), steps=3, chunk=3, progress=False))
+    np.testing.assert_array_equal(runs[0].losses, runs[1].losses)
+    np.testing.assert_array_equal(runs[0].restarts.images, runs[1].restarts.images)
 
 
 def test_regularizer_is_zero_at_weight_0_and_changes_the_objective_otherwise(small):
@@ -157,38 +167,30 @@ def test_regularizer_is_zero_at_weight_0_and_changes_the_objective_otherwise(sma
     )
 
 
-def test_grad_reg_is_traced_and_equals_its_baked_in_run(small):
-    """grad_reg is a traced hyperparameter of IG, SME and DLF: a settings axis of 2 runs in
-    one program, each equal to its baked-in run, and the weight changes the result."""
+@pytest.mark.parametrize("mod,cfg", ATTACKS)
+def test_grad_reg_is_traced_and_equals_its_baked_in_run(small, mod, cfg):
+    """grad_reg is a traced hyperparameter (IG fast; SME, DLF slow): a settings axis of 2 runs
+    in one program, each equal to its baked-in run, and the weight changes the result."""
     model, _, _, y, obs = small
-    for mod, base in (
-        (ig, ig.IGConfig(labels="fixed", match_fraction=0.5)),
-        (sme, sme.SMEConfig(labels="fixed", lr=0.1, match_fraction=0.5)),
-        (dlf, dlf.DLFConfig(order_prior="none", match_fraction=0.5)),
-    ):
-        assert "grad_reg" in mod.HYPERPARAMS
-        settings = [type(base)(**{**vars(base), "grad_reg": w}) for w in (0.0, 2.0)]
+    assert "grad_reg" in mod.HYPERPARAMS
+    settings = [dataclasses.replace(cfg, match_fraction=0.5, grad_reg=w) for w in (0.0, 2.0)]
 
-        def factory(hp, mod=mod, cfg=settings[0]):
-            return mod.make(obs, model, cfg, steps=4, box=BOX, labels=y, hparams=hp)
+    def factory(hp):
+        return mod.make(obs, model, settings[0], steps=4, box=BOX, labels=y, hparams=hp)
 
-        axis = {
-            k: jnp.asarray([getattr(c, k) for c in settings], jnp.float32) for k in mod.HYPERPARAMS
-        }
-        both = attacks.run(
-            factory, jax.random.key(0), steps=4, chunk=4, progress=False, hparams=axis
+    axis = {k: jnp.asarray([getattr(c, k) for c in settings], jnp.float32) for k in mod.HYPERPARAMS}
+    both = attacks.run(factory, jax.random.key(0), steps=4, chunk=4, progress=False, hparams=axis)
+    assert not np.array_equal(both[0].losses, both[1].losses)
+    for c, got in zip(settings, both, strict=True):
+        baked = attacks.run(
+            mod.make(obs, model, c, steps=4, box=BOX, labels=y),
+            jax.random.key(0),
+            steps=4,
+            chunk=4,
+            progress=False,
         )
-        assert not np.array_equal(both[0].losses, both[1].losses)
-        for cfg, got in zip(settings, both, strict=True):
-            baked = attacks.run(
-                mod.make(obs, model, cfg, steps=4, box=BOX, labels=y),
-                jax.random.key(0),
-                steps=4,
-                chunk=4,
-                progress=False,
-            )
-            np.testing.assert_allclose(got.losses, baked.losses, rtol=1e-5)
-            assert np.isfinite(np.asarray(got.restarts.images)).all()
+        np.testing.assert_allclose(got.losses, baked.losses, rtol=1e-5)
+        assert np.isfinite(np.asarray(got.restarts.images)).all()
 
 
 def test_selection_refuses_unknown_layers_and_bad_fractions(small):
