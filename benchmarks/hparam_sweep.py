@@ -47,7 +47,11 @@ def main(repeat: int = 2) -> dict:
     kw = dict(steps=STEPS, chunk=CHUNK, restarts=1, progress=False, vmap_chunk=1)
 
     def traced():
-        hp = {"lr": jnp.asarray(LRS, jnp.float32), "tv": jnp.full((3,), TV, jnp.float32)}
+        hp = {
+            "lr": jnp.asarray(LRS, jnp.float32),
+            "tv": jnp.full((3,), TV, jnp.float32),
+            "grad_reg": jnp.zeros((3,), jnp.float32),
+        }
         fac = lambda h: ig.make(obs, model, cfg, steps=STEPS, box=box, hparams=h)  # noqa: E731
         return attacks.run(fac, key, hparams=hp, **kw)
 
@@ -61,7 +65,7 @@ def main(repeat: int = 2) -> dict:
 
     def traced_sequential():
         fac = lambda h: ig.make(obs, model, cfg, steps=STEPS, box=box, hparams=h)  # noqa: E731
-        hp = lambda lr: {"lr": jnp.float32(lr), "tv": jnp.float32(TV)}  # noqa: E731
+        hp = lambda lr: {"lr": jnp.float32(lr), "tv": jnp.float32(TV), "grad_reg": jnp.float32(0)}  # noqa: E731
         return [attacks.run(fac, key, hparams=hp(lr), **kw) for lr in LRS]
 
     out, results = {}, {}

@@ -33,6 +33,10 @@ ENV_GGL = "LEAKJAX_GGL_GENERATOR"  # a `python -m leakjax.train_generator` check
 
 # Gradient figures: "10 repeated runs" = 10 gradients, each from another client's images.
 GRADIENT_RUNS = 10
+# FedLeak's options on IG (the fig*_fedleak_* configs; `leakjax.attacks.losses.MatchOptions`):
+# match the top half of every tensor's coordinates by |observed update|, penalise the simulated
+# update's squared norm (relative to the observed one's) with weight 1e-3
+FEDLEAK = {"match_fraction": 0.5, "grad_reg": 1e-3}
 
 
 def check_preset(preset: str) -> str:

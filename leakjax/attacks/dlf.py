@@ -46,6 +46,7 @@ new random convolution every step, and its clip prior needs --normalize.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -63,7 +64,7 @@ from leakjax.fl.factored import simulated_delta
 from leakjax.fl.schedule import copies_schedule
 from leakjax.matching import linear_sum_assignment, pairwise_mse
 from leakjax.models.conv import conv2d
-from leakjax.settings import Checked, setting
+from leakjax.settings import setting
 from leakjax.types import Array, ConfigError
 
 ORDER_PRIORS = ("max_conv", "mean_conv", "max", "mean", "matching", "none")
@@ -71,7 +72,7 @@ INITS = ("randn", "uniform")
 
 
 @dataclasses.dataclass(frozen=True)
-class DLFConfig(Checked):
+class DLFConfig(losses.MatchOptions):
     """Hyperparameters (defaults: the reference's dlf.py and experiments/fed/dlf.sh).
 
     Attributes:
@@ -97,6 +98,9 @@ class DLFConfig(Checked):
       factored: 'auto' / 'on' / 'off': simulate the client with its big dense kernels kept
         factored through the local steps (`leakjax.fl.factored`; exact to float32 rounding;
         'auto': kernels above its size threshold, at most `fl.factored.MAX_STEPS` steps).
+      match_layers, match_fraction, grad_reg: FedLeak's partial matching and gradient
+        regularization (`leakjax.attacks.losses.MatchOptions`; defaults: off), applied to the
+        layer-weighted L2 term (the regularizer inside the curriculum factor).
     """
 
     lr: float = setting(0.1, low=0, low_open=True)
@@ -278,7 +282,8 @@ def simulate(
 # ----------------------------------------------------------------------------- attack
 
 
-HYPERPARAMS = ("lr", "tv", "clip", "reorder")  # traced (`leakjax.attacks.base.hyperparams`)
+# traced (`leakjax.attacks.base.hyperparams`)
+HYPERPARAMS = ("lr", "tv", "clip", "reorder", "grad_reg")
 
 
 def make(obs, model, cfg: DLFConfig, *, steps: int, box, labels=None, hparams=None) -> Attack:
@@ -292,8 +297,8 @@ def make(obs, model, cfg: DLFConfig, *, steps: int, box, labels=None, hparams=No
       box: (lo, hi) per-channel bounds of valid normalized pixels.
       labels: int labels [N] (class-sorted counts from a label method, or the truth) or
         [E, N] (a label order per epoch copy). Required.
-      hparams: traced {'lr', 'tv', 'clip', 'reorder'} used instead of those settings (None:
-        the settings' values).
+      hparams: traced {'lr', 'tv', 'clip', 'reorder', 'grad_reg'} used instead of those
+        settings (None: the settings' values).
 
     Returns:
       `Attack`; ``result`` gives the merged reconstruction [N, H, W, C] and its labels.
@@ -320,6 +325,13 @@ def make(obs, model, cfg: DLFConfig, *, steps: int, box, labels=None, hparams=No
     else:
         weights = jnp.ones((len(jax.tree.leaves(obs.update)),), jnp.float32)
     weights = weights / jnp.square(jnp.asarray(obs.hp.lr, jnp.float32)) / k_batches
+    match = losses.fedleak_match(
+        functools.partial(losses.layer_weighted_l2, weights=weights),
+        obs.update,
+        cfg,
+        hp["grad_reg"],
+        hparams is not None,
+    )
     if cfg.lr_final == 1.0:
         opt = optax.adam(hp["lr"])
     else:
@@ -328,7 +340,7 @@ def make(obs, model, cfg: DLFConfig, *, steps: int, box, labels=None, hparams=No
 
     def terms(x, y, proj):
         upd = simulate(model, obs, x, y, cfg.simulation, cfg.remat, cfg.factored)
-        rec = losses.layer_weighted_l2(upd, obs.update, weights)
+        rec = match(upd)
         flat = x.reshape((e * n,) + x.shape[2:])
         tv = losses.tv_l1(flat)
         clip = clip_prior(flat, lo, hi)

@@ -33,15 +33,15 @@ from leakjax.attacks.base import Attack, Reconstruction, hyperparams
 from leakjax.attacks.registry import AttackSpec, register, resolve_labels
 from leakjax.attacks.simulation import FACTORED_MODES, SIMULATIONS, simulated_update
 from leakjax.labels.idlg import idlg_label
-from leakjax.settings import Checked, setting
+from leakjax.settings import setting
 from leakjax.types import ConfigError
 
 LABEL_MODES = ("auto", "idlg", "optimize", "fixed")
-HYPERPARAMS = ("lr", "tv")  # traced (`leakjax.attacks.base.hyperparams`)
+HYPERPARAMS = ("lr", "tv", "grad_reg")  # traced (`leakjax.attacks.base.hyperparams`)
 
 
 @dataclasses.dataclass(frozen=True)
-class IGConfig(Checked):
+class IGConfig(losses.MatchOptions):
     """Hyperparameters (defaults: the reference's ig.py).
 
     Attributes:
@@ -63,6 +63,8 @@ class IGConfig(Checked):
         (`leakjax.attacks.lowrank`; same objective to float32 rounding, several times faster).
         'fedavg' mode: the simulated client's big dense kernels factored through its local
         steps (`leakjax.fl.factored`; 'auto': above its size threshold; 'off': dense).
+      match_layers, match_fraction, grad_reg: FedLeak's partial matching and gradient
+        regularization (`leakjax.attacks.losses.MatchOptions`; defaults: off).
     """
 
     lr: float = setting(0.1, low=0, low_open=True)
@@ -125,8 +127,8 @@ def make(
       steps: number of optimization steps (sets the lr milestones).
       box: (lo, hi) per-channel bounds of valid normalized pixels.
       labels: fixed int labels [B] (true or inferred upstream), or None.
-      hparams: traced {'lr', 'tv'} (float32 scalars) used instead of ``cfg.lr``/``cfg.tv``;
-        None: those settings' values.
+      hparams: traced {'lr', 'tv', 'grad_reg'} (float32 scalars) used instead of those
+        settings; None: the settings' values.
     """
     check_config(cfg, obs.mode)
     hp = hyperparams(cfg, HYPERPARAMS, hparams)
@@ -145,7 +147,9 @@ def make(
             raise ConfigError("attack.labels='idlg' needs exactly one image (use 'optimize')")
         fixed = jnp.reshape(idlg_label(obs.update), (1,))
 
-    match = losses.MATCHING[cfg.loss]
+    match = losses.fedleak_match(
+        losses.MATCHING[cfg.loss], obs.update, cfg, hp["grad_reg"], hparams is not None
+    )
     schedule = optax.piecewise_constant_schedule(
         hp["lr"], {max(1, int(steps * m)): cfg.gamma for m in cfg.milestones}
     )
@@ -158,7 +162,7 @@ def make(
         upd = simulated_update(
             model, obs, x, labels_of(y_logits), cfg.simulation, cfg.remat, factored=cfg.factored
         )
-        return match(upd, obs.update) + hp["tv"] * losses.tv_l1(x)
+        return match(upd) + hp["tv"] * losses.tv_l1(x)
 
     def init(key):
         kx, ky = jax.random.split(key)

@@ -39,15 +39,16 @@ from leakjax.attacks.registry import AttackSpec, register, resolve_labels
 from leakjax.attacks.simulation import simulated_update
 from leakjax.fl.client import Client
 from leakjax.labels.idlg import idlg_label
-from leakjax.settings import Checked, setting
+from leakjax.settings import setting
 from leakjax.types import ConfigError
 
-HYPERPARAMS = ("lr", "tv", "alpha", "alpha_lr")  # traced (`leakjax.attacks.base.hyperparams`)
+# traced (`leakjax.attacks.base.hyperparams`)
+HYPERPARAMS = ("lr", "tv", "alpha", "alpha_lr", "grad_reg")
 MILESTONES = (3 / 8, 5 / 8, 7 / 8)  # the authors' MultiStepLR at iters / 2.667, 1.6, 1.142
 
 
 @dataclasses.dataclass(frozen=True)
-class SMEConfig(Checked):
+class SMEConfig(losses.MatchOptions):
     """Hyperparameters (defaults: the authors' configs, experiments/configs/cifar_sme.json).
 
     Attributes:
@@ -60,6 +61,8 @@ class SMEConfig(Checked):
       signed: Adam on sign(gradient) of the images (the authors' default: off).
       labels: as IG's ('auto': the labels given to `make` if any, else the iDLG rule for one
         image, else optimized soft labels; 'idlg'; 'optimize'; 'fixed').
+      match_layers, match_fraction, grad_reg: FedLeak's partial matching and gradient
+        regularization (`leakjax.attacks.losses.MatchOptions`; defaults: off).
     """
 
     lr: float = setting(1.0, low=0, low_open=True)
@@ -111,9 +114,15 @@ def direction(model, obs, x, y, alpha):
     return jax.tree.map(lambda gi, w: gi + obs.hp.weight_decay * w, g, v["params"])
 
 
-def objective(model, obs, x, y, alpha, tv):
-    """SME's loss: 1 - cos(direction at the surrogate, observed update) + tv * TV(x)."""
-    return losses.cosine(direction(model, obs, x, y, alpha), obs.update) + tv * losses.tv_l1(x)
+def objective(model, obs, x, y, alpha, tv, match=None):
+    """SME's loss: 1 - cos(direction at the surrogate, observed update) + tv * TV(x).
+
+    ``match``: the matching term as a function of the direction (`losses.fedleak_match`);
+    None: ``losses.cosine(., obs.update)``.
+    """
+    d = direction(model, obs, x, y, alpha)
+    m = losses.cosine(d, obs.update) if match is None else match(d)
+    return m + tv * losses.tv_l1(x)
 
 
 def make(
@@ -135,8 +144,8 @@ def make(
       steps: number of optimization steps (sets the lr milestones).
       box: (lo, hi) per-channel bounds of valid normalized pixels.
       labels: fixed int labels [B] (true or inferred upstream), or None.
-      hparams: traced {'lr', 'tv', 'alpha', 'alpha_lr'} (float32 scalars) used instead of
-        the settings' values; None: those values.
+      hparams: traced {'lr', 'tv', 'alpha', 'alpha_lr', 'grad_reg'} (float32 scalars) used
+        instead of the settings' values; None: those values.
     """
     hp = hyperparams(cfg, HYPERPARAMS, hparams)
     num = obs.num_samples
@@ -153,6 +162,9 @@ def make(
             raise ConfigError("attack.labels='idlg' needs exactly one image (use 'optimize')")
         fixed = jnp.reshape(idlg_label(obs.update), (1,))
 
+    match = losses.fedleak_match(
+        losses.cosine, obs.update, cfg, hp["grad_reg"], hparams is not None
+    )
     opt = _decayed_adam(hp["lr"], steps, cfg.gamma)
     alpha_opt = _decayed_adam(hp["alpha_lr"], steps, cfg.gamma)
 
@@ -160,7 +172,7 @@ def make(
         return fixed if fixed is not None else jax.nn.softmax(y_logits, axis=-1)
 
     def loss_fn(x, y_logits, alpha):
-        return objective(model, obs, x, labels_of(y_logits), alpha, hp["tv"])
+        return objective(model, obs, x, labels_of(y_logits), alpha, hp["tv"], match)
 
     def init(key):
         kx, ky = jax.random.split(key)

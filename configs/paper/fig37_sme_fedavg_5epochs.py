@@ -1,0 +1,31 @@
+"""Fig. 37 with SME instead of Inverting Gradients: Fig. 37's FedAvg setting (CIFAR-10, cnn, 100
+clients (Dirichlet 0.5), batch 10, 5 local epochs, lr 0.1, 5 rounds, one client attacked per round)
+attacked by SME, Surrogate Model Extension (Zhu, Yao, Blaschko, ICML 2023, arXiv:2306.07457; not in
+the study's paper) with the authors' settings (Adam lr 1, TV 0.005, alpha from 0.5 learned with lr
+0.001), at Fig. 37's 24000 iterations; labels by iDLG's rule / jointly optimised ('auto') as Fig.
+37's IG. As `fig20_sme_fedavg_100clients.py`.
+
+    leakjax-sweep --workdir=DIR --configs=configs/paper/fig37_sme_fedavg_5epochs.py:cpu
+"""
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _common import fedavg, shrink  # noqa: E402
+
+
+def get_config(preset: str = ""):
+    c = fedavg(
+        "fig37_sme_fedavg_5epochs",
+        "sme",
+        clients=100,
+        batch=10,
+        epochs=5,
+        rounds=5,
+        attack_every_round=True,
+    )
+    c.attack.steps = 24000
+    c.attack.chunk = 1000
+    c.attack.labels = "auto"
+    return shrink(c, preset, cpu={"attack.steps": 200, "attack.chunk": 100})
