@@ -1,10 +1,11 @@
 """Restarts of a fedavg-mode attack: vmap vs lax.map, dense vs factored, scan vs unrolled
 (issue 28), side by side in one process.
 
-    python -m benchmarks.restarts [--groups=ig,dlf] [--rounds=3] [--out=FILE.json]
+    python -m benchmarks.restarts [--groups=ig,dlf,cap] [--rounds=3] [--out=FILE.json]
 
 Per group (IG fedavg: the cnn, 10 dummies, 5 local steps of batch 10; DLF: cnn3, 50 images,
-5 steps) every variant's attack step of N restarts (N = 1 and 8) is compiled ahead of time
+5 steps; cap: the dense IG simulation at `CAP_STEPS` local steps, scanned and unrolled) every
+variant's attack step of N restarts (N = 1 and 8) is compiled ahead of time
 (compile seconds, ``memory_analysis`` temp bytes), then all are called in turn ``--rounds``
 times after one warm-up each, so a shared machine's load falls on all alike (min and median
 ms per call). A variant is (case, N, ``vmap_chunk``: 0 all vmapped, 1 a ``lax.map``, k a map
@@ -63,6 +64,24 @@ GROUPS = {
 }
 
 
+# the cap on unrolled steps (`fl.factored.unrolls`): ig_fedavg dense at T local steps (T epochs
+# of one batch of 10), N = 1, scan vs unrolled
+CAP_STEPS = (5, 16, 32)
+
+
+def _cases(name: str) -> list[tuple]:
+    """(AttackCase, N, vmap_chunk, simulation) of a group."""
+    cases = {c.name: c for c in attack_cases(False)}
+    if name != "cap":
+        return [(cases[c], n, chunk, sim) for c, n, chunk, sim in GROUPS[name]]
+    base = cases["ig_fedavg_dense"]
+    out = []
+    for t in CAP_STEPS:
+        case = dataclasses.replace(base, name=f"ig_fedavg_dense_T{t}", epochs=t)
+        out += [(case, 1, 1, "before"), (case, 1, 1, "unrolled")]
+    return out
+
+
 def _program(case, n: int, vmap_chunk: int, sim: str, unroll: bool = False):
     """(jittable f, args) of ``case``'s attack step of ``n`` restarts."""
     if sim == "before":
@@ -84,12 +103,12 @@ def _compile(case, n, vmap_chunk, sim, unroll):
 
 
 def run_group(name: str, rounds: int, peaks: dict) -> list[dict]:
-    cases = {c.name: c for c in attack_cases(False)}
     variants, costs = [], {}
-    for cname, n, chunk, sim in GROUPS[name]:
-        case = cases[cname]
+    for case, n, chunk, sim in _cases(name):
+        cname = case.name
         compiled, args, compile_s = _compile(case, n, chunk, sim, sim == "unrolled")
-        key = (cname, n, "off" if sim == "before" else "on")
+        off = sim == "before" or ("factored", "off") in case.overrides
+        key = (cname, n, off)
         if key not in costs:  # an all-vmapped copy, steps unrolled: every flop counted
             cost_prog, _, _ = _compile(case, n, 0, sim, True)
             costs[key] = _analysis(cost_prog)
