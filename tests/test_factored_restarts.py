@@ -50,8 +50,9 @@ def test_mapped_factored_restarts_equal_sequential():
 
 def test_unrolls_rule():
     assert factored.unrolls(5, False, "auto") and factored.unrolls(5, False, "on")
-    assert factored.unrolls(factored.MAX_STEPS, False, "auto")
-    assert not factored.unrolls(factored.MAX_STEPS + 1, False, "auto")
+    assert factored.unrolls(factored.UNROLL_MAX_STEPS, False, "auto")
+    assert not factored.unrolls(factored.UNROLL_MAX_STEPS + 1, False, "auto")
+    assert not factored.unrolls(16, False, "auto")  # measured slower unrolled at 16 steps
     assert not factored.unrolls(5, True, "auto")  # remat keeps its two-level scan
     assert not factored.unrolls(5, False, "off")  # 'off' is Client.delta itself
 
@@ -65,7 +66,7 @@ def test_dense_simulation_is_unrolled_under_auto_and_matches_the_scan():
     model, obs = _setup("mlp", (4, 4, 1))
     x = jax.random.normal(jax.random.key(2), (5, 4, 4, 1))
     auto, off = (jax.value_and_grad(_objective(model, obs, m)) for m in ("auto", "off"))
-    assert not _has_loop(auto, x), "6 local steps <= MAX_STEPS: unrolled"
+    assert not _has_loop(auto, x), "6 local steps <= UNROLL_MAX_STEPS: unrolled"
     assert _has_loop(off, x), "'off': the client's lax.scan"
     (v1, g1), (v0, g0) = jax.jit(auto)(x), jax.jit(off)(x)
     assert abs(float(v1) - float(v0)) <= 1e-5 * abs(float(v0))

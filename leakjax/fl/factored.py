@@ -46,10 +46,13 @@ MODES = ("auto", "on", "off")  # attack.factored
 # 'auto' factors a kernel when its rank-r form (r: rows of every step together) is at least
 # MIN_SAVING times smaller than the matrix, which has at least MIN_ELEMENTS entries, and the
 # client takes at most MAX_STEPS local steps (they are unrolled: compile time grows with them).
-# The dense simulation is unrolled under the same cap (`unrolls`).
 MIN_SAVING = 4
 MIN_ELEMENTS = 1 << 16
 MAX_STEPS = 32
+# The dense simulation is unrolled up to UNROLL_MAX_STEPS steps (`unrolls`): the dense IG cnn
+# step measured 1.3-1.5x faster unrolled at 5 steps, 0.88-0.90x (and 1.4-1.6x the memory) at
+# 16 and 32 (BUILD_NOTES "Restarts over the shared W_0"); the crossover is not measured.
+UNROLL_MAX_STEPS = 8
 
 
 def worth_factoring(rows: int, fin: int, fout: int) -> bool:
@@ -60,10 +63,9 @@ def worth_factoring(rows: int, fin: int, fout: int) -> bool:
 def unrolls(steps: int, remat: bool, mode: str) -> bool:
     """Whether `simulated_delta` traces a dense simulation's ``steps`` local steps unrolled
     (`leakjax.fl.client.unrolled_local_steps`): not for 'off' (that is `Client.delta` itself),
-    nor with ``remat`` (its two-level scan is for memory), nor above `MAX_STEPS` (compile time
-    grows with the steps). Measured faster and smaller than the scan at 5 steps (BUILD_NOTES
-    "Restarts over the shared W_0 (issue 28)")."""
-    return mode != "off" and not remat and steps <= MAX_STEPS
+    nor with ``remat`` (its two-level scan is for memory), nor above `UNROLL_MAX_STEPS` (measured
+    slower and larger than the scan at 16 steps, faster and smaller at 5)."""
+    return mode != "off" and not remat and steps <= UNROLL_MAX_STEPS
 
 
 def is_dense_call(context) -> bool:
