@@ -60,7 +60,8 @@ def simulated_update(
         'off': keep big dense-kernel gradients as their rank-B factors
         (`leakjax.attacks.lowrank`); the result then only feeds `leakjax.attacks.losses`.
         'fedavg' mode: simulate the client with its big dense kernels factored through the
-        local steps (`leakjax.fl.factored.simulated_delta`; 'auto': above its size threshold).
+        local steps (`leakjax.fl.factored.simulated_delta`; 'auto': above its size threshold),
+        a dense simulation's steps unrolled (`leakjax.fl.factored.unrolls`); 'off': `Client.delta`.
     """
     defense = obs.defense  # set only for an adaptive attack on a defended client
     if obs.mode == "gradient" and defense:

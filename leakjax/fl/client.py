@@ -118,8 +118,9 @@ def unrolled_local_steps():
     """While active, `client_update` traces its local steps fully unrolled (no ``lax.scan``).
 
     For XLA's ``cost_analysis``, which counts a loop body once: benchmarks compile an unrolled
-    copy to read the true flops and bytes of a simulated client (`benchmarks.run`). Values are
-    the same; compile time grows with the number of steps. Not used by the library itself.
+    copy to read the true flops and bytes of a simulated client (`benchmarks.run`), and the
+    attacker's dense simulation runs its few steps unrolled (`leakjax.fl.factored.unrolls`:
+    faster). Values are the same to float32 rounding; compile time grows with the steps.
     """
     prev = getattr(_UNROLLED, "on", False)
     _UNROLLED.on = True
