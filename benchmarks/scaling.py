@@ -131,7 +131,10 @@ def main(argv=None) -> None:
         rows.append(one_process(d, args.limit))
         print(json.dumps(rows[-1]), flush=True)
     if args.processes > 1:
-        rows.append(processes(args.processes, args.limit))
+        try:
+            rows.append(processes(args.processes, args.limit))
+        except RuntimeError as e:  # recorded, not raised: the one-process rows still count
+            rows.append({"processes": args.processes, "error": str(e).splitlines()[0]})
         print(json.dumps(rows[-1]), flush=True)
     load = os.getloadavg()
     result = {
