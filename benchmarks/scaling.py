@@ -115,7 +115,12 @@ def processes(n: int, limit: int) -> dict:
     ]
     outs = [p.communicate()[0] for p in procs]
     if any(p.returncode for p in procs):
-        raise RuntimeError(f"a process failed: {[p.returncode for p in procs]}\n{outs[0][-2000:]}")
+        raise RuntimeError(
+            f"a process failed: {[p.returncode for p in procs]}: "
+            + " | ".join(o.strip().splitlines()[-1] if o.strip() else "" for o in outs)
+            + "\n"
+            + outs[0][-3000:]
+        )
     return _row(outs[0])
 
 

@@ -33,21 +33,33 @@ def define_flags() -> None:
     if FLAG_NAMES[0] in flags.FLAGS:
         return
     flags.DEFINE_string(
-        FLAG_NAMES[0], None, "Multi-process run: process 0's HOST:PORT (jax.distributed)."
+        FLAG_NAMES[0],
+        None,
+        "Multi-process run: process 0's HOST:PORT (jax.distributed), or 'auto' (alone): "
+        "the cluster launcher's settings (SLURM, Open MPI, cloud TPU pods).",
     )
     flags.DEFINE_integer(FLAG_NAMES[1], None, "Multi-process run: the number of processes.")
     flags.DEFINE_integer(FLAG_NAMES[2], None, "Multi-process run: this process, 0..N-1.")
 
 
+AUTO = "auto"
+
+
 def start_from_flags() -> None:
     """Check the three flags together and, when given, `initialize` (before any JAX use).
 
-    Raises ConfigError (one line) for a bad combination. ``--resume`` works with several
-    processes when every process reads the same workdir (one machine or a shared file
-    system): process 0 writes the checkpoints, every process reads them."""
+    ``--coordinator_address=auto`` (alone): the cluster's launcher gives the address, the
+    process count and this process's index (`jax.distributed.initialize`'s auto-detection:
+    SLURM, Open MPI, cloud TPU pods, ...). Raises ConfigError (one line) for a bad combination,
+    or when ``auto`` finds no cluster. ``--resume`` works with several processes when every
+    process reads the same workdir (one machine or a shared file system): process 0 writes
+    the checkpoints, every process reads them."""
     values = [flags.FLAGS[name].value for name in FLAG_NAMES]
     if check_flags(*values):
-        initialize(*values)
+        if values[0] == AUTO:
+            initialize_auto()
+        else:
+            initialize(*values)
 
 
 def check_flags(coordinator_address, num_processes, process_id) -> bool:
@@ -60,8 +72,13 @@ def check_flags(coordinator_address, num_processes, process_id) -> bool:
         return False
     usage = (
         "--coordinator_address=HOST:PORT --num_processes=N (>= 1) --process_id=I "
-        "(0 <= I < N) must be given together"
+        "(0 <= I < N) must be given together (or --coordinator_address=auto alone, under "
+        "SLURM or another launcher jax.distributed detects)"
     )
+    if coordinator_address == AUTO:
+        if any(given[1:]):
+            raise ConfigError(f"--coordinator_address=auto takes no other flag; {usage}")
+        return True
     if not all(given):
         raise ConfigError(usage)
     host, _, port = str(coordinator_address).rpartition(":")
@@ -92,6 +109,25 @@ def initialize(
         initialization_timeout=int(initialization_timeout),
         heartbeat_timeout_seconds=int(heartbeat_timeout),
     )
+
+
+def initialize_auto(
+    *, initialization_timeout: int = INIT_TIMEOUT_S, heartbeat_timeout: int = HEARTBEAT_TIMEOUT_S
+) -> None:
+    """`jax.distributed.initialize` with the cluster's own settings (SLURM's ``SLURM_*``
+    variables, Open MPI, cloud TPU pods, ...) and short timeouts; ConfigError when no
+    cluster is detected."""
+    try:
+        jax.distributed.initialize(
+            initialization_timeout=int(initialization_timeout),
+            heartbeat_timeout_seconds=int(heartbeat_timeout),
+        )
+    except ValueError as e:  # "coordinator_address should be defined." and the like
+        raise ConfigError(
+            "--coordinator_address=auto: jax.distributed found no cluster launcher (SLURM, "
+            f"Open MPI, a cloud TPU pod, ...): {str(e).splitlines()[0]}; give "
+            "--coordinator_address=HOST:PORT --num_processes=N --process_id=I instead"
+        ) from e
 
 
 _LOCAL = [False]  # inside `local()`: this process alone, on its own devices
@@ -167,6 +203,10 @@ def to_global(tree, sharding):
             return jax.random.wrap_key_data(
                 jax.device_put(jax.random.key_data(x), sharding), impl=impl
             )
+        if process_count() > 1 and not isinstance(x, jax.Array):
+            # host values in JAX's own dtype first: float64 numpy leaves (a Python float
+            # stacked with np.stack) fail device_put's equal-on-every-process check
+            x = np.asarray(x, dtype=jax.dtypes.canonicalize_dtype(np.asarray(x).dtype))
         return jax.device_put(x, sharding)
 
     return jax.tree.map(put, tree)
