@@ -14,14 +14,22 @@ from __future__ import annotations
 
 import logging
 import os
-import pathlib
 import sys
 import typing
 
 import jax
 from absl import app, flags
 
-from leakjax import attacks, config_files, defenses, distributed, experiment, overrides, scoring
+from leakjax import (
+    attacks,
+    compile_cache,
+    config_files,
+    defenses,
+    distributed,
+    experiment,
+    overrides,
+    scoring,
+)
 from leakjax.types import ConfigError, NumericalError
 
 _CONFIG = flags.DEFINE_string("config", None, "Experiment config file (get_config), [:preset].")
@@ -33,10 +41,8 @@ _LIST = flags.DEFINE_enum("list", None, ["attacks", "defenses"], _LIST_HELP)
 distributed.define_flags()  # --coordinator_address, --num_processes, --process_id
 for _name in distributed.FLAG_NAMES:
     flags.declare_key_flag(_name)
-_CACHE_DIR = pathlib.Path.home() / ".cache" / "leakjax" / "jax"
-_CACHE = flags.DEFINE_string(
-    "jax_cache_dir", os.environ.get("LEAKJAX_JAX_CACHE", str(_CACHE_DIR)), "XLA cache ('' off)."
-)
+compile_cache.define_flag()  # --jax_cache_dir
+flags.declare_key_flag(compile_cache.FLAG)
 _OVERRIDES: list[tuple[str, str]] = []  # the --config.KEY=VALUE pairs (`overrides.split`)
 
 
@@ -74,9 +80,7 @@ def main(argv) -> None:
         _fail(e)
     if not _DEBUG.value:  # "Unable to initialize backend 'tpu'" on every CPU run
         logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
-    if _CACHE.value:
-        jax.config.update("jax_compilation_cache_dir", _CACHE.value)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    compile_cache.enable_from_flag()
     jax.config.update("jax_debug_nans", _DEBUG.value)
     workdir = os.path.expanduser(_WORKDIR.value)  # once: a quoted '~/runs/x' is the home's
     try:

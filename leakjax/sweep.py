@@ -41,7 +41,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from leakjax import config_files, distributed, experiment, figures, plan, report
+from leakjax import compile_cache, config_files, distributed, experiment, figures, plan, report
 from leakjax.atomic import atomic_open
 from leakjax.types import ConfigError
 
@@ -375,6 +375,8 @@ _SPLIT = flags.DEFINE_bool(
 distributed.define_flags()  # --coordinator_address, --num_processes, --process_id
 for _name in distributed.FLAG_NAMES:
     flags.declare_key_flag(_name)
+compile_cache.define_flag()  # --jax_cache_dir: experiments of one shape compile once
+flags.declare_key_flag(compile_cache.FLAG)
 
 
 def main(argv) -> None:
@@ -387,6 +389,7 @@ def main(argv) -> None:
     try:
         # before any JAX use
         distributed.start_from_flags()
+        compile_cache.enable_from_flag()
         specs = expand(_CONFIGS.value)
         rows = run_sweep(specs, _WORKDIR.value, resume=_RESUME.value, split=_SPLIT.value)
     except ConfigError as e:

@@ -140,7 +140,7 @@ def test_sweep_cli_help_and_bad_input_exit_2(tmp_path):
     a bad preset exit 2 with one line and nothing written."""
     out = _sweep_cli("--help")
     assert out.returncode == 0
-    for flag in ("--configs", "--workdir", "--resume", "Exit codes"):
+    for flag in ("--configs", "--workdir", "--resume", "--jax_cache_dir", "Exit codes"):
         assert flag in out.stdout
     wd = tmp_path / "out"
     for configs, want in [
@@ -322,3 +322,35 @@ def test_contact_sheet_has_a_one_line_title_and_names_each_grid(tmp_path, monkey
     assert [t.get_text() for t in fig.axes[0].texts] == names
     with Image.open(tmp_path / "contact_sheet.png") as im:
         assert im.size[0] > 1000  # 3 columns of 480-pixel grids, not shrunk
+
+
+SEEDED = """
+
+_base = get_config
+
+
+def get_config(preset=""):
+    c = _base("cpu")
+    c.attack.lr = 0.1 / int(preset)  # traced: an argument of the compiled programs
+    return c
+"""
+
+
+def test_sweep_reuses_compiled_programs_across_experiments_and_processes(tmp_path):
+    """``--jax_cache_dir``: a sweep fills the cache; a second sweep process, of the same
+    config with another attack learning rate (traced: the same programs), compiles nothing
+    new."""
+    cfg = tmp_path / "good.py"
+    cfg.write_text(GOOD + SEEDED)
+    cache = tmp_path / "cache"
+    first = _sweep_cli(
+        f"--configs={cfg}:1", f"--workdir={tmp_path / 'one'}", f"--jax_cache_dir={cache}"
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    entries = sorted(p.name for p in cache.iterdir())
+    assert entries, "nothing was cached"
+    second = _sweep_cli(
+        f"--configs={cfg}:2", f"--workdir={tmp_path / 'two'}", f"--jax_cache_dir={cache}"
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert sorted(p.name for p in cache.iterdir()) == entries  # every program read back
