@@ -3,8 +3,6 @@
 one-line refusals."""
 
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -168,28 +166,7 @@ def test_requires_rgap_cnn_one_image_and_one_fedavg_step():
         ),
     ],
 )
-def test_cli_refusals_exit_2_with_one_line(tmp_path, args, words):
+def test_cli_refusals_exit_2_with_one_line(cli_refuses, args, words):
     """fedavg of a client's many images (quickstart: 4 a batch), fedavg of 2 epochs, a gradient
     of 2 images, a model R-GAP does not cover."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
-    work = tmp_path / "run"
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "leakjax",
-            "--config=configs/quickstart.py:tiny",
-            "--config.attack.name=rgap",
-            f"--workdir={work}",
-            *args,
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    lines = out.stderr.strip().splitlines()
-    assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
-    assert words in lines[0] and not work.exists()
+    cli_refuses("--config.attack.name=rgap", *args, words=words)

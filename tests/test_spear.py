@@ -2,8 +2,6 @@
 (random and real CIFAR-10 images), FedAvg of one full-batch step, and the one-line refusals."""
 
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -138,29 +136,8 @@ def test_refusals_in_make():
         ),
     ],
 )
-def test_cli_refusals_exit_2_with_one_line(tmp_path, args, words):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
-    work = tmp_path / "run"
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "leakjax",
-            "--config=configs/quickstart.py:tiny",
-            "--config.attack.name=spear",
-            f"--workdir={work}",
-            *args,
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    lines = out.stderr.strip().splitlines()
-    assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
-    assert words in lines[0] and not work.exists()
+def test_cli_refusals_exit_2_with_one_line(cli_refuses, args, words):
+    cli_refuses("--config.attack.name=spear", *args, words=words)
 
 
 def test_requires_a_dense_relu_first_layer_and_one_fedavg_step():
