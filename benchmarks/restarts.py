@@ -1,10 +1,12 @@
 """Restarts of a fedavg-mode attack: vmap vs lax.map, dense vs factored, scan vs unrolled
 (issue 28), side by side in one process.
 
-    python -m benchmarks.restarts [--groups=ig,dlf,cap] [--rounds=3] [--out=FILE.json]
+    python -m benchmarks.restarts [--groups=ig,dlf,cap,saving] [--rounds=3] [--out=FILE.json]
+        [--cap_steps=5,16,32] [--saving_epochs=1,2,3,4]
 
 Per group (IG fedavg: the cnn, 10 dummies, 5 local steps of batch 10; DLF: cnn3, 50 images,
-5 steps; cap: the dense IG simulation at `CAP_STEPS` local steps, scanned and unrolled) every
+5 steps; cap: the dense IG simulation at `CAP_STEPS` local steps, scanned and unrolled;
+saving: DLF cnn3 at `SAVING_EPOCHS` epochs, dense unrolled and factored) every
 variant's attack step of N restarts (N = 1 and 8) is compiled ahead of time
 (compile seconds, ``memory_analysis`` temp bytes), then all are called in turn ``--rounds``
 times after one warm-up each, so a shared machine's load falls on all alike (min and median
@@ -67,19 +69,32 @@ GROUPS = {
 # the cap on unrolled steps (`fl.factored.unrolls`): ig_fedavg dense at T local steps (T epochs
 # of one batch of 10), N = 1, scan vs unrolled
 CAP_STEPS = (5, 16, 32)
+# 'saving': where factoring stops paying. dlf_cnn3 (fc1 8192 x 200) at E epochs of 5 batches
+# of 10: rows = 50 E, so `fl.factored.worth_factoring`'s saving fin*fout / (rows (fin + fout))
+# is 3.9 / 1.95 / 1.3 / 0.98 at E = 1 / 2 / 3 / 4; dense unrolled against factored ('on')
+SAVING_EPOCHS = (1, 2, 3, 4)
 
 
-def _cases(name: str) -> list[tuple]:
+def _cases(name: str, cap_steps=CAP_STEPS, saving_epochs=SAVING_EPOCHS) -> list[tuple]:
     """(AttackCase, N, vmap_chunk, simulation) of a group."""
     cases = {c.name: c for c in attack_cases(False)}
-    if name != "cap":
-        return [(cases[c], n, chunk, sim) for c, n, chunk, sim in GROUPS[name]]
-    base = cases["ig_fedavg_dense"]
     out = []
-    for t in CAP_STEPS:
-        case = dataclasses.replace(base, name=f"ig_fedavg_dense_T{t}", epochs=t)
-        out += [(case, 1, 1, "before"), (case, 1, 1, "unrolled")]
-    return out
+    if name == "cap":
+        base = cases["ig_fedavg_dense"]
+        for t in cap_steps:
+            case = dataclasses.replace(base, name=f"ig_fedavg_dense_T{t}", epochs=t)
+            out += [(case, 1, 1, "before"), (case, 1, 1, "unrolled")]
+        return out
+    if name == "saving":
+        base = cases["dlf_cnn3"]
+        for e in saving_epochs:
+            dense = dataclasses.replace(base, name=f"dlf_cnn3_E{e}", epochs=e)
+            on = dataclasses.replace(
+                dense, name=f"dlf_cnn3_E{e}_factored", overrides=(("factored", "on"),)
+            )
+            out += [(dense, 1, 1, "unrolled"), (on, 1, 1, "after")]
+        return out
+    return [(cases[c], n, chunk, sim) for c, n, chunk, sim in GROUPS[name]]
 
 
 def _program(case, n: int, vmap_chunk: int, sim: str, unroll: bool = False):
@@ -102,9 +117,9 @@ def _compile(case, n, vmap_chunk, sim, unroll):
     return compiled, args, seconds
 
 
-def run_group(name: str, rounds: int, peaks: dict) -> list[dict]:
+def run_group(name: str, rounds: int, peaks: dict, **sizes) -> list[dict]:
     variants, costs = [], {}
-    for case, n, chunk, sim in _cases(name):
+    for case, n, chunk, sim in _cases(name, **sizes):
         cname = case.name
         compiled, args, compile_s = _compile(case, n, chunk, sim, sim == "unrolled")
         off = sim == "before" or ("factored", "off") in case.overrides
@@ -175,13 +190,19 @@ def main(argv=None):
     ap.add_argument("--groups", default="ig,dlf")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default="")
+    ap.add_argument("--cap_steps", default=",".join(map(str, CAP_STEPS)), help="group cap")
+    ap.add_argument(
+        "--saving_epochs", default=",".join(map(str, SAVING_EPOCHS)), help="group saving"
+    )
     args = ap.parse_args(argv)
+    ints = lambda v: tuple(int(x) for x in v.split(",") if x)  # noqa: E731
+    sizes = dict(cap_steps=ints(args.cap_steps), saving_epochs=ints(args.saving_epochs))
     tune_host_allocator()
     peaks = roofline()
     log(f"peaks: {peaks['peak_flops_s'] / 1e9:.1f} GFLOP/s, {peaks['peak_bytes_s'] / 1e9:.1f} GB/s")
     rows = []
     for g in args.groups.split(","):
-        rows += run_group(g, args.rounds, peaks)
+        rows += run_group(g, args.rounds, peaks, **sizes)
         print(markdown(rows), flush=True)
         if args.out:
             with open(args.out, "w") as f:

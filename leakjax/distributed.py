@@ -188,6 +188,21 @@ def wait_for_all(name: str, timeout_s: float = 7 * 24 * 3600) -> None:
         client.wait_at_barrier(name, int(timeout_s * 1000))
 
 
+def next_index(name: str) -> int:
+    """A work queue over the processes: 0, 1, 2, ... in the order the processes ask, each
+    index to exactly one process (an atomic counter of the coordination service; no device
+    collective). One process: a local counter. Every call site must use its own ``name``."""
+    if jax.process_count() > 1:
+        from jax._src import distributed as jax_distributed  # noqa: PLC0415 - no public API
+
+        return int(jax_distributed.global_state.client.key_value_increment(name, 1)) - 1
+    _COUNTERS[name] = _COUNTERS.get(name, -1) + 1
+    return _COUNTERS[name]
+
+
+_COUNTERS: dict[str, int] = {}
+
+
 def to_global(tree, sharding):
     """``jax.device_put(tree, sharding)`` that also works when ``sharding`` spans other
     processes' devices: each leaf must hold the same value on every process (typed PRNG keys

@@ -189,11 +189,13 @@ def run_sweep(
     are read back, not rerun; an interrupted one continues from its checkpoints
     (`experiment.run(resume=True)`); failed or missing ones run afresh.
 
-    ``split`` (several processes, `leakjax.distributed`): process ``I`` of ``N`` runs the
-    experiments ``I, I + N, ...`` as one-process runs on its own devices
-    (`distributed.local`) into the shared ``workdir`` (every process must see the same
-    folder), then waits for the others; process 0 merges every process's rows into one
-    table. Without ``split`` every experiment runs over all processes in turn.
+    ``split`` (several processes, `leakjax.distributed`): the experiments form a work
+    queue; a process that is free takes the next one (`distributed.next_index`) and runs it
+    as a one-process run on its own devices (`distributed.local`) into the shared
+    ``workdir`` (every process must see the same folder), so a long experiment does not hold
+    the others back; at the end every process waits for the others and process 0 merges
+    every process's rows into one table. Without ``split`` every experiment runs over all
+    processes in turn.
     """
     root = pathlib.Path(workdir)
     plan.check_workdir(root, resume=resume)
@@ -209,12 +211,10 @@ def run_sweep(
         root.mkdir(parents=True, exist_ok=True)
     names = _names(specs)
     spread = split and jax.process_count() > 1  # each process its share of the experiments
-    share = range(len(specs))
     if spread:
         distributed.barrier("leakjax-sweep: workdir made")  # the others write into it too
-        share = range(jax.process_index(), len(specs), jax.process_count())
     rows = {}
-    for i in share:
+    for i in _queue(len(specs), spread):
         with distributed.local() if split else contextlib.nullcontext():
             wd = root / names[i]
             rows[i] = _run_one(specs[i], configs[i], wd, i, len(specs), resume, progress)
@@ -242,6 +242,16 @@ def run_sweep(
 
 
 _ROWS = "{root}/.rows-process-{i}.json"  # `run_sweep(split=True)`: one process's rows
+
+
+def _queue(total: int, spread: bool):
+    """The experiments this process runs: all, in order; ``spread``: the ones it takes from
+    the queue shared by every process, each as soon as it is free."""
+    if not spread:
+        yield from range(total)
+        return
+    while (i := distributed.next_index("leakjax-sweep: next experiment")) < total:
+        yield i
 
 
 def _names(specs: list[str]) -> list[str]:
@@ -369,8 +379,9 @@ _RESUME = flags.DEFINE_bool(
 _SPLIT = flags.DEFINE_bool(
     "split",
     False,
-    "With --num_processes N: process I runs experiments I, I+N, ... on its own devices into "
-    "the shared --workdir; process 0 writes the one table (else each runs over all processes).",
+    "With --num_processes N: the experiments are a queue; a free process takes the next one "
+    "and runs it on its own devices into the shared --workdir; process 0 writes the one table "
+    "(else each experiment runs over all processes).",
 )
 distributed.define_flags()  # --coordinator_address, --num_processes, --process_id
 for _name in distributed.FLAG_NAMES:

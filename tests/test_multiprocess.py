@@ -305,16 +305,57 @@ def _split_sweep(tmp_path, workdir, n, extra=(), presets="a,b,c"):
     return _finish(procs)
 
 
-def test_sweep_split_over_two_processes(tmp_path):
-    """``--split`` (FedAvg only, the cheap case): each process runs its share, process 0 the
-    one table of both experiments; process 1 wrote only its experiment's folder."""
-    rcs, outs = _split_sweep(tmp_path, tmp_path / "wd", 2, presets="a-fl,b-fl")
-    assert rcs == [0, 0], outs
-    ran = [
+def _ran(outs) -> list[list[str]]:
+    """Each process's ``=== [i/n]`` lines: the experiments it ran."""
+    return [
         [ln.split("]")[0] + "]" for ln in out.splitlines() if ln.startswith("===")] for out in outs
     ]
-    assert ran == [["=== [1/2]"], ["=== [2/2]"]], outs
-    assert "2/2 experiments ok" in outs[0] and "process 1: 1/1 of its experiments ok" in outs[1]
+
+
+_QUEUE = """
+import sys, json, time
+from leakjax import distributed
+distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
+got = []
+while (i := distributed.next_index("q")) < 40:
+    got.append(i)
+    time.sleep(0.01 * (1 + int(sys.argv[2])))  # process 1 is slower: it gets fewer
+distributed.barrier("done")
+print(json.dumps(got))
+"""
+
+
+def test_work_queue_gives_each_index_to_one_process(tmp_path):
+    """`distributed.next_index` across 2 processes: 0..39 each exactly once, in increasing
+    order on each process (``leakjax-sweep --split``'s queue of experiments)."""
+    addr = f"127.0.0.1:{_free_port()}"
+    procs = [
+        subprocess.Popen(
+            ["timeout", "-k", "10", "90", sys.executable, "-c", _QUEUE, addr, str(i)],
+            cwd=tmp_path,
+            env=_env(1),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    rcs, outs = _finish(procs, limit=90)
+    assert rcs == [0, 0], outs
+    got = [json.loads([ln for ln in o.splitlines() if ln.startswith("[")][-1]) for o in outs]
+    assert sorted(got[0] + got[1]) == list(range(40)), got
+    assert all(g == sorted(g) for g in got) and got[0] and got[1], got
+
+
+def test_sweep_split_over_two_processes(tmp_path):
+    """``--split`` (FedAvg only, the cheap case): each experiment runs once, on whichever
+    process takes it from the queue; process 0 writes the one table of both."""
+    rcs, outs = _split_sweep(tmp_path, tmp_path / "wd", 2, presets="a-fl,b-fl")
+    assert rcs == [0, 0], outs
+    ran = _ran(outs)
+    assert sorted(ran[0] + ran[1]) == ["=== [1/2]", "=== [2/2]"], outs  # each once, by either
+    assert "2/2 experiments ok" in outs[0]
+    assert f"process 1: {len(ran[1])}/{len(ran[1])} of its experiments ok" in outs[1], outs[1]
     rows = list(csv.DictReader(open(tmp_path / "wd" / "results.csv")))
     assert [(r["experiment"], r["status"]) for r in rows] == [
         ("split-a-fl", "ok"),
@@ -329,15 +370,13 @@ def test_sweep_split_over_two_processes(tmp_path):
 
 @pytest.mark.slow  # 2-4 min on the 2-core machine: 3 attacked experiments, twice, and a resume
 def test_sweep_split_over_two_processes_equals_one_process(tmp_path):
-    """``--split``: process 0 runs experiments 1 and 3, process 1 runs 2, each on its own
-    device into the shared workdir; process 0's one table lists all three, equal to a
-    one-process sweep's; ``--resume`` reads every finished experiment back."""
+    """``--split``: each of 3 experiments runs once, on the process that takes it from the
+    queue, on its own devices into the shared workdir; process 0's one table lists all three,
+    equal to a one-process sweep's; ``--resume`` reads every finished experiment back."""
     rcs, outs = _split_sweep(tmp_path, tmp_path / "two", 2)
     assert rcs == [0, 0], outs
-    ran = [
-        [ln.split("]")[0] + "]" for ln in out.splitlines() if ln.startswith("===")] for out in outs
-    ]
-    assert ran == [["=== [1/3]", "=== [3/3]"], ["=== [2/3]"]], outs
+    ran = _ran(outs)
+    assert sorted(ran[0] + ran[1]) == ["=== [1/3]", "=== [2/3]", "=== [3/3]"], outs
     assert "3/3 experiments ok" in outs[0], outs[0]
     (rc,), (one,) = _split_sweep(tmp_path, tmp_path / "one", 1)
     assert rc == 0, one
