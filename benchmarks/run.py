@@ -255,7 +255,8 @@ def attack_cases(quick: bool) -> list[AttackCase]:
             batch=10,
             reference_s=0.392,
         ),
-        # cnn3's fc1 (8192 x 200 against 50 rows) is just under 'auto''s threshold: forced on
+        # cnn3's fc1 (8192 x 200 against 50 rows): factored under 'auto' since session 14
+        # (SIMULATION_MIN_SAVING 1.3; it was just under the old 4), and forced on here
         AttackCase(
             "dlf_cnn3_factored",
             "dlf",

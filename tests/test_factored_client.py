@@ -72,8 +72,11 @@ def test_auto_factors_only_kernels_above_the_threshold(client):
     assert set(factored.factored_kernels(model.apply, v, xb, 6, "auto")) == {("fc1",)}
     assert set(factored.factored_kernels(model.apply, v, xb, 6, "on")) == {("fc1",), ("head",)}
     assert factored.factored_kernels(model.apply, v, xb, 6, "off") == {}
-    # too many rows over all the steps, or too many steps to unroll: dense
-    assert factored.factored_kernels(model.apply, v, xb, 40, "auto") == {}
+    # too many rows over all the steps (27 steps of 10: 270 x 1536 x 1.3 > 1024 x 512; 26
+    # steps are still factored), or too many steps to unroll: dense
+    x10 = jnp.zeros((10,) + SHAPE)
+    assert set(factored.factored_kernels(model.apply, v, x10, 26, "auto")) == {("fc1",)}
+    assert factored.factored_kernels(model.apply, v, x10, 27, "auto") == {}
     assert factored.factored_kernels(model.apply, v, xb, factored.MAX_STEPS + 1, "auto") == {}
     small = models.get("mlp", 10, (4, 4, 1))  # every kernel below MIN_ELEMENTS
     sv = small.init(jax.random.key(0))

@@ -44,20 +44,28 @@ from leakjax.types import Array, Variables
 
 MODES = ("auto", "on", "off")  # attack.factored
 # 'auto' factors a kernel when its rank-r form (r: rows of every step together) is at least
-# MIN_SAVING times smaller than the matrix, which has at least MIN_ELEMENTS entries, and the
-# client takes at most MAX_STEPS local steps (they are unrolled: compile time grows with them).
+# SIMULATION_MIN_SAVING times smaller than the matrix, which has at least MIN_ELEMENTS
+# entries, and the client takes at most MAX_STEPS local steps (they are unrolled: compile time
+# grows with them).
 MIN_SAVING = 4
 MIN_ELEMENTS = 1 << 16
 MAX_STEPS = 32
+# The simulated client's threshold (`factored_kernels`): measured (benchmarks/restarts.py
+# --groups=saving, BUILD_NOTES "Where 'auto' factors and unrolls") DLF cnn3's fc1 factored
+# 1.23x / 1.08x / 1.07x faster than dense unrolled, with 19-21% less memory, at a saving of
+# 3.9 / 1.95 / 1.3; `attacks.lowrank` (gradient mode) keeps MIN_SAVING, not measured there.
+SIMULATION_MIN_SAVING = 1.3
 # The dense simulation is unrolled up to UNROLL_MAX_STEPS steps (`unrolls`): the dense IG cnn
-# step measured 1.3-1.5x faster unrolled at 5 steps, 0.88-0.90x (and 1.4-1.6x the memory) at
-# 16 and 32 (BUILD_NOTES "Restarts over the shared W_0"); the crossover is not measured.
+# step measured 1.40x / 1.18x / 1.03x faster unrolled at 5 / 8 / 12 steps (1.32x the memory
+# at 12), 0.88-0.90x (and 1.4-1.6x the memory) at 16 and 32 (BUILD_NOTES "Where 'auto'
+# factors and unrolls"): the crossover lies between 12 and 16 steps.
 UNROLL_MAX_STEPS = 8
 
 
-def worth_factoring(rows: int, fin: int, fout: int) -> bool:
-    """Whether an ``fin x fout`` kernel is cheaper as ``rows`` rank-one factors."""
-    return fin * fout >= MIN_ELEMENTS and rows * (fin + fout) * MIN_SAVING <= fin * fout
+def worth_factoring(rows: int, fin: int, fout: int, min_saving: float = MIN_SAVING) -> bool:
+    """Whether an ``fin x fout`` kernel is cheaper as ``rows`` rank-one factors: at least
+    ``min_saving`` times fewer numbers, and at least `MIN_ELEMENTS` entries."""
+    return fin * fout >= MIN_ELEMENTS and rows * (fin + fout) * min_saving <= fin * fout
 
 
 def unrolls(steps: int, remat: bool, mode: str) -> bool:
@@ -117,7 +125,11 @@ def factored_kernels(
     }
     if mode == "on":
         return calls
-    return {p: s for p, s in calls.items() if worth_factoring(steps * s[0], s[1], s[2])}
+    return {
+        p: s
+        for p, s in calls.items()
+        if worth_factoring(steps * s[0], s[1], s[2], SIMULATION_MIN_SAVING)
+    }
 
 
 def factored_delta(
