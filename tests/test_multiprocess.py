@@ -123,6 +123,24 @@ def _finish(procs, limit=400):
     return [p.returncode for p in procs], outs
 
 
+def _script_pair(code: str, cwd, devices: int, limit: int = 90):
+    """``python -c code HOST:PORT I`` for I = 0, 1 (each under ``timeout -k 10 limit``):
+    (return codes, outputs)."""
+    addr = f"127.0.0.1:{_free_port()}"
+    procs = [
+        subprocess.Popen(
+            ["timeout", "-k", "10", str(limit), sys.executable, "-c", code, addr, str(i)],
+            cwd=cwd,
+            env=_env(devices),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    return _finish(procs, limit=limit)
+
+
 def _metrics(workdir: pathlib.Path):
     m = json.loads((workdir / "metrics.json").read_text())
     clients = sorted(m["clients"], key=lambda c: c["client_id"])
@@ -328,19 +346,7 @@ print(json.dumps(got))
 def test_work_queue_gives_each_index_to_one_process(tmp_path):
     """`distributed.next_index` across 2 processes: 0..39 each exactly once, in increasing
     order on each process (``leakjax-sweep --split``'s queue of experiments)."""
-    addr = f"127.0.0.1:{_free_port()}"
-    procs = [
-        subprocess.Popen(
-            ["timeout", "-k", "10", "90", sys.executable, "-c", _QUEUE, addr, str(i)],
-            cwd=tmp_path,
-            env=_env(1),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    rcs, outs = _finish(procs, limit=90)
+    rcs, outs = _script_pair(_QUEUE, tmp_path, devices=1)
     assert rcs == [0, 0], outs
     got = [json.loads([ln for ln in o.splitlines() if ln.startswith("[")][-1]) for o in outs]
     assert sorted(got[0] + got[1]) == list(range(40)), got
@@ -479,19 +485,7 @@ def test_host_values_placed_across_processes_as_on_one(tmp_path):
     """`distributed.to_global` across 2 processes x 2 devices takes float64/int64 numpy leaves
     and typed keys (a float64 leaf used to fail device_put's equal-on-every-process check,
     issue 30's direct `attacks.run` path), and `to_host` gives every process the whole array."""
-    addr = f"127.0.0.1:{_free_port()}"
-    procs = [
-        subprocess.Popen(
-            ["timeout", "-k", "10", "90", sys.executable, "-c", _TO_GLOBAL, addr, str(i)],
-            cwd=tmp_path,
-            env=_env(2),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    rcs, outs = _finish(procs, limit=90)
+    rcs, outs = _script_pair(_TO_GLOBAL, tmp_path, devices=2)
     assert rcs == [0, 0], outs
     for out in outs:
         res = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
