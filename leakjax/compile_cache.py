@@ -14,7 +14,9 @@ from absl import flags
 
 DEFAULT_DIR = pathlib.Path.home() / ".cache" / "leakjax" / "jax"
 FLAG = "jax_cache_dir"
-MIN_COMPILE_TIME_S = 1.0  # programs compiled faster than this are not worth a file
+# programs compiled faster than this are not worth a file (unless JAX's own
+# JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS says otherwise)
+MIN_COMPILE_TIME_S = 1.0
 
 
 def define_flag() -> None:
@@ -33,4 +35,5 @@ def enable_from_flag() -> None:
     path = flags.FLAGS[FLAG].value
     if path:
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_TIME_S)
+        if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:  # JAX's own setting
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_TIME_S)

@@ -121,10 +121,11 @@ def test_expand_refuses_globs_that_match_nothing_and_missing_files(tmp_path):
         sweep.expand(f"{tmp_path}/missing.py:cpu")
 
 
-def _sweep_cli(*args):
+def _sweep_cli(*args, **extra_env):
     """The console script's way in (`leakjax-sweep` = leakjax.sweep:entry), not ``-m``."""
     code = "import sys; sys.argv[0] = 'leakjax-sweep'; from leakjax.sweep import entry; entry()"
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.update(extra_env)
     return subprocess.run(
         [sys.executable, "-c", code, *args],
         capture_output=True,
@@ -339,18 +340,20 @@ def get_config(preset=""):
 def test_sweep_reuses_compiled_programs_across_experiments_and_processes(tmp_path):
     """``--jax_cache_dir``: a sweep fills the cache; a second sweep process, of the same
     config with another attack learning rate (traced: the same programs), compiles nothing
-    new."""
+    new. Every program is cached (JAX's minimum compile time 0, which `leakjax.compile_cache`
+    leaves alone): with a minimum, whether a program is cached depends on the machine's load."""
+    every = dict(JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
     cfg = tmp_path / "good.py"
     cfg.write_text(GOOD + SEEDED)
     cache = tmp_path / "cache"
     first = _sweep_cli(
-        f"--configs={cfg}:1", f"--workdir={tmp_path / 'one'}", f"--jax_cache_dir={cache}"
+        f"--configs={cfg}:1", f"--workdir={tmp_path / 'one'}", f"--jax_cache_dir={cache}", **every
     )
     assert first.returncode == 0, first.stderr[-3000:]
     entries = sorted(p.name for p in cache.iterdir())
     assert entries, "nothing was cached"
     second = _sweep_cli(
-        f"--configs={cfg}:2", f"--workdir={tmp_path / 'two'}", f"--jax_cache_dir={cache}"
+        f"--configs={cfg}:2", f"--workdir={tmp_path / 'two'}", f"--jax_cache_dir={cache}", **every
     )
     assert second.returncode == 0, second.stderr[-3000:]
     assert sorted(p.name for p in cache.iterdir()) == entries  # every program read back
