@@ -334,10 +334,11 @@ _QUEUE = """
 import sys, json, time
 from leakjax import distributed
 distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
+distributed.barrier("start")  # both draw from the start
 got = []
 while (i := distributed.next_index("q")) < 40:
     got.append(i)
-    time.sleep(0.01 * (1 + int(sys.argv[2])))  # process 1 is slower: it gets fewer
+    time.sleep(0.02 * (1 + int(sys.argv[2])))  # process 1 is slower: it gets fewer
 distributed.barrier("done")
 print(json.dumps(got))
 """
