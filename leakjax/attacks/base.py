@@ -96,6 +96,23 @@ class Attack(NamedTuple):
     result: Callable[[Any], Reconstruction]
 
 
+def closed_form(solve: Callable[[PRNGKey], Any], metrics: Callable[[Any], dict]) -> Attack:
+    """An analytic attack (RTF, R-GAP, SPEAR) as an `Attack`: ``solve(key)`` computes the
+    state once, in ``init`` (a NamedTuple with ``images`` and a bool ``finite``); every step
+    keeps it and reports loss 0 (NaN when the solution is not finite, which the runner
+    counts as a failed restart) and ``metrics(state)``."""
+
+    def step(state, key):
+        del key
+        loss = jnp.where(state.finite, 0.0, jnp.nan).astype(jnp.float32)
+        return state, {"loss": loss, **metrics(state)}
+
+    def result(state):
+        return Reconstruction(images=state.images, labels=None)
+
+    return Attack(init=solve, step=step, result=result)
+
+
 @dataclasses.dataclass
 class RunResult:
     """The outcome of `run` (host numpy arrays; leading axis = trial).

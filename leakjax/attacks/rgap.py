@@ -42,9 +42,8 @@ import numpy as np
 from flax import struct
 
 from leakjax.attacks.base import (
-    Attack,
-    Reconstruction,
     check_one_step,
+    closed_form,
     one_step_gradient,
     require_one_step,
 )
@@ -260,20 +259,12 @@ def make(obs, model, cfg: RGAPConfig = RGAPConfig(), *, steps: int = 1, box, lab
     check_one_step("rgap", obs)
     shape = tuple(model.input_shape)
 
-    def init(key):
+    def solve(key):
         del key
         x, residual, finite = recover(obs, shape, box, cfg)
         return RGAPState(images=x, residual=residual, finite=finite)
 
-    def step(state, key):
-        del key
-        loss = jnp.where(state.finite, 0.0, jnp.nan).astype(jnp.float32)
-        return state, {"loss": loss, "residual": state.residual}
-
-    def result(state):
-        return Reconstruction(images=state.images, labels=None)
-
-    return Attack(init=init, step=step, result=result)
+    return closed_form(solve, lambda state: {"residual": state.residual})
 
 
 SPEC = register(

@@ -53,7 +53,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from leakjax.attacks.base import Attack, Reconstruction
+from leakjax.attacks.base import Attack, closed_form
 from leakjax.attacks.registry import AttackSpec, register
 from leakjax.fl.schedule import local_steps, momentum_weights
 from leakjax.models.imprint import imprint_params
@@ -192,20 +192,12 @@ def make(obs, model, cfg: RTFConfig = RTFConfig(), *, steps: int = 1, box, label
     imprint_params(obs.update)  # fail early, outside jit, when there is no imprint block
     shape = tuple(model.input_shape)
 
-    def init(key):
+    def solve(key):
         del key
         images, valid, finite = recover(obs, shape, box, cfg)
         return RTFState(images=images, valid=valid, finite=finite)
 
-    def step(state, key):
-        del key
-        loss = jnp.where(state.finite, 0.0, jnp.nan).astype(jnp.float32)
-        return state, {"loss": loss, "num_valid": jnp.sum(state.valid)}
-
-    def result(state):
-        return Reconstruction(images=state.images, labels=None)
-
-    return Attack(init=init, step=step, result=result)
+    return closed_form(solve, lambda state: {"num_valid": jnp.sum(state.valid)})
 
 
 SPEC = register(

@@ -41,9 +41,8 @@ import jax.numpy as jnp
 from flax import struct
 
 from leakjax.attacks.base import (
-    Attack,
-    Reconstruction,
     check_one_step,
+    closed_form,
     one_step_gradient,
     require_one_step,
 )
@@ -332,20 +331,11 @@ def make(obs, model, cfg: SPEARConfig = SPEARConfig(), *, steps: int = 1, box, l
         )
     check_one_step("spear", obs)
 
-    def init(key):
+    def solve(key):
         x, kept, drawn, mismatch, finite = recover(obs, shape, box, key, cfg)
         return SPEARState(images=x, kept=kept, drawn=drawn, mismatch=mismatch, finite=finite)
 
-    def step(state, key):
-        del key
-        loss = jnp.where(state.finite, 0.0, jnp.nan).astype(jnp.float32)
-        out = {"kept": state.kept, "drawn": state.drawn, "mismatch": state.mismatch}
-        return state, {"loss": loss, **out}
-
-    def result(state):
-        return Reconstruction(images=state.images, labels=None)
-
-    return Attack(init=init, step=step, result=result)
+    return closed_form(solve, lambda s: {"kept": s.kept, "drawn": s.drawn, "mismatch": s.mismatch})
 
 
 SPEC = register(
